@@ -1,0 +1,214 @@
+"""The one feature pipeline: training and the daemon compute their model inputs here.
+
+Frames are computed without centring (``center=False``), so a frame depends only on its own
+samples: the daemon can compute each hop's new frames alone and get exactly the numbers a
+whole-clip computation gives. Normalisation is applied per window, after framing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import librosa
+import numpy as np
+import scipy.fft
+
+NORMALISATIONS = ("cmvn", "none")
+MODEL_INPUTS = ("log_mel", "mfcc_energy")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Every parameter that shapes a model's input; saved beside each model."""
+
+    sample_rate: int = 16000
+    """Rate the models hear (hertz); sources are resampled to it."""
+    window_seconds: float = 2.0
+    """Length of audio one prediction sees (seconds)."""
+    n_fft: int = 512
+    """FFT size and analysis frame length (samples); Hann window."""
+    hop_length: int = 320
+    """Step between frames (samples): 20 ms at 16 kHz."""
+    n_mels: int = 40
+    """Mel bands of the CNN's log-mel spectrogram."""
+    n_mfcc: int = 20
+    """MFCC coefficients per frame for the CNN-LSTM (an RMS energy column is appended)."""
+    fmin: float = 50.0
+    """Lowest mel filter edge (hertz)."""
+    fmax: float = 8000.0
+    """Highest mel filter edge (hertz)."""
+    amin: float = 1e-8
+    """Power floor before the logarithm: -80 dB, below the noise of a 16-bit recording."""
+    normalisation: str = "cmvn"
+    """Per-window normalisation: "cmvn" (each feature column to zero mean, unit variance over
+    the window, which removes microphone gain and channel colour) or "none"."""
+
+    def __post_init__(self) -> None:
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(
+                f"feature normalisation {self.normalisation!r} is not one of {NORMALISATIONS}"
+            )
+        if self.window_samples < self.n_fft:
+            raise ValueError("feature window_seconds is shorter than one FFT frame")
+
+    @property
+    def window_samples(self) -> int:
+        return round(self.window_seconds * self.sample_rate)
+
+    @property
+    def n_frames(self) -> int:
+        """Frames in one window."""
+        return 1 + (self.window_samples - self.n_fft) // self.hop_length
+
+    def n_columns(self, model_input: str) -> int:
+        """Feature columns per frame for ``model_input`` ("log_mel" or "mfcc_energy")."""
+        return {"log_mel": self.n_mels, "mfcc_energy": self.n_mfcc + 1}[model_input]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FeatureSpec:
+        """Build from saved metadata; an unknown key is an error naming it."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown feature parameter {unknown[0]!r}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class FrameFeatures:
+    """Per-frame features, before window normalisation."""
+
+    log_mel: np.ndarray
+    """(frames, n_mels) float32, power in dB."""
+    mfcc_energy: np.ndarray
+    """(frames, n_mfcc + 1) float32: MFCCs of the dB mel spectrum, then RMS level in dB."""
+
+    def __len__(self) -> int:
+        return len(self.log_mel)
+
+    def get(self, model_input: str) -> np.ndarray:
+        return {"log_mel": self.log_mel, "mfcc_energy": self.mfcc_energy}[model_input]
+
+
+class FeatureExtractor:
+    """Computes frame features for a spec; holds the precomputed window, mel and DCT bases."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self._window = librosa.filters.get_window("hann", spec.n_fft, fftbins=True).astype(
+            np.float32
+        )
+        self._mel_basis = librosa.filters.mel(
+            sr=spec.sample_rate,
+            n_fft=spec.n_fft,
+            n_mels=spec.n_mels,
+            fmin=spec.fmin,
+            fmax=spec.fmax,
+        ).T.astype(np.float32)
+        # Orthonormal DCT-II over the mel axis, as librosa.feature.mfcc applies it.
+        self._dct = scipy.fft.dct(np.eye(spec.n_mels), type=2, norm="ortho", axis=1)[
+            :, : spec.n_mfcc
+        ].astype(np.float32)
+
+    def frames(self, audio: np.ndarray) -> FrameFeatures:
+        """Features of every complete frame of ``audio`` ((samples,) float32 at the spec rate)."""
+        spec = self.spec
+        audio = np.asarray(audio, dtype=np.float32)
+        if len(audio) < spec.n_fft:
+            empty = np.zeros((0, spec.n_mels), np.float32)
+            return FrameFeatures(empty, np.zeros((0, spec.n_mfcc + 1), np.float32))
+        framed = np.lib.stride_tricks.sliding_window_view(audio, spec.n_fft)[:: spec.hop_length]
+        power = np.abs(np.fft.rfft(framed * self._window, axis=1)) ** 2
+        mel_db = 10.0 * np.log10(np.maximum(power.astype(np.float32) @ self._mel_basis, spec.amin))
+        rms = np.sqrt(np.mean(np.square(framed, dtype=np.float32), axis=1))
+        rms_db = 20.0 * np.log10(np.maximum(rms, np.sqrt(spec.amin)))
+        mfcc = mel_db @ self._dct
+        mfcc_energy = np.concatenate([mfcc, rms_db[:, None]], axis=1)
+        return FrameFeatures(mel_db.astype(np.float32), mfcc_energy.astype(np.float32))
+
+    def normalise(self, window: np.ndarray) -> np.ndarray:
+        """Model input from one window of frame features ((n_frames, columns) float32)."""
+        if self.spec.normalisation == "none":
+            return window.astype(np.float32, copy=False)
+        mean = window.mean(axis=0, keepdims=True)
+        std = window.std(axis=0, keepdims=True)
+        return ((window - mean) / (std + 1e-3)).astype(np.float32)
+
+    def windows(self, audio: np.ndarray, hop_seconds: float) -> list[FrameFeatures]:
+        """Frame features of each window of a clip, as the daemon would see them hop by hop.
+
+        A clip shorter than one window is padded with silence at the end, so every clip yields
+        at least one window.
+        """
+        spec = self.spec
+        hop_frames = hop_frames_for(spec, hop_seconds)
+        audio = np.asarray(audio, dtype=np.float32)
+        if len(audio) < spec.window_samples:
+            audio = np.pad(audio, (0, spec.window_samples - len(audio)))
+        features = self.frames(audio)
+        starts = range(0, len(features) - spec.n_frames + 1, hop_frames)
+        return [
+            FrameFeatures(
+                features.log_mel[s : s + spec.n_frames], features.mfcc_energy[s : s + spec.n_frames]
+            )
+            for s in starts
+        ]
+
+
+def hop_frames_for(spec: FeatureSpec, hop_seconds: float) -> int:
+    """Frames per hop; the hop must be a whole number of frames so windows stay aligned."""
+    hop_samples = hop_seconds * spec.sample_rate
+    frames = hop_samples / spec.hop_length
+    if frames < 1 or abs(frames - round(frames)) > 1e-6:
+        raise ValueError(
+            f"hop {hop_seconds} s is not a whole number of {spec.hop_length}-sample frames"
+        )
+    return round(frames)
+
+
+class StreamingFeatures:
+    """Incremental frame features: each push computes only the frames its samples complete.
+
+    Keeps the newest ``n_frames`` frames; ``window()`` returns them in time order. The frames
+    equal those of ``FeatureExtractor.frames`` on the whole stream, since frames are uncentred.
+    """
+
+    def __init__(self, extractor: FeatureExtractor) -> None:
+        spec = extractor.spec
+        self.extractor = extractor
+        self._pending = np.zeros(0, np.float32)
+        self._log_mel = np.zeros((spec.n_frames, spec.n_mels), np.float32)
+        self._mfcc_energy = np.zeros((spec.n_frames, spec.n_mfcc + 1), np.float32)
+        self.frames_seen = 0
+
+    def push(self, samples: np.ndarray) -> int:
+        """Adds samples ((n,) float32 at the spec rate); returns how many new frames they made."""
+        spec = self.extractor.spec
+        self._pending = np.concatenate([self._pending, np.asarray(samples, np.float32)])
+        new = self.extractor.frames(self._pending)
+        count = len(new)
+        if count == 0:
+            return 0
+        self._pending = self._pending[count * spec.hop_length :]
+        keep = min(count, spec.n_frames)
+        for store, fresh in (
+            (self._log_mel, new.log_mel),
+            (self._mfcc_energy, new.mfcc_energy),
+        ):
+            store[:-keep] = store[keep:]
+            store[-keep:] = fresh[-keep:]
+        self.frames_seen += count
+        return count
+
+    @property
+    def full(self) -> bool:
+        return self.frames_seen >= self.extractor.spec.n_frames
+
+    def window(self) -> FrameFeatures:
+        """The newest window of frame features (copies)."""
+        return FrameFeatures(self._log_mel.copy(), self._mfcc_energy.copy())

@@ -1,0 +1,178 @@
+"""Quantized TFLite models and the metadata that travels with each of them.
+
+A model file ``NAME.tflite`` is loaded only with its ``NAME.json`` beside it, and only when the
+feature parameters, labels and input shape in that metadata agree with the interpreter and with
+the pipeline's own ``FeatureSpec``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamer.features import MODEL_INPUTS, FeatureSpec
+
+_LOGGER = logging.getLogger(__name__)
+
+MODEL_NAMES = ("cnn", "lstm")
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class ModelError(Exception):
+    """A model file or its metadata cannot be used; the message names the file."""
+
+
+def _interpreter_class() -> type:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError as error:
+            raise ModelError(
+                "no TFLite runtime: install ai-edge-litert (or tflite-runtime)"
+            ) from error
+    return Interpreter
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a model needs to be used correctly, and where it came from."""
+
+    name: str
+    """"cnn" or "lstm"."""
+    model_input: str
+    """Feature the model reads: "log_mel" or "mfcc_energy"."""
+    labels: tuple[str, ...]
+    """Output classes, in output order."""
+    features: FeatureSpec
+    """Feature parameters that made the training inputs."""
+    input_shape: tuple[int, ...]
+    """Interpreter input shape, batch first: (1, frames, columns, 1)."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """Corpora, speakers, label mapping and training settings."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """Evaluation figures at export time."""
+    created: str = ""
+    """ISO 8601 creation time (UTC)."""
+    emostream_version: str = ""
+
+    def to_json(self) -> str:
+        values = asdict(self)
+        values["features"] = self.features.to_dict()
+        return json.dumps(values, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_file(cls, path: Path) -> ModelMetadata:
+        try:
+            values = json.loads(path.read_text())
+            values["features"] = FeatureSpec.from_dict(values["features"])
+            values["labels"] = tuple(values["labels"])
+            values["input_shape"] = tuple(values["input_shape"])
+            metadata = cls(**values)
+        except FileNotFoundError:
+            raise ModelError(f"{path}: model metadata file is missing") from None
+        except (ValueError, KeyError, TypeError) as error:
+            raise ModelError(f"{path}: invalid model metadata ({error})") from None
+        if metadata.model_input not in MODEL_INPUTS:
+            raise ModelError(f"{path}: unknown model_input {metadata.model_input!r}")
+        return metadata
+
+
+def metadata_path(model_path: Path) -> Path:
+    return model_path.with_suffix(".json")
+
+
+class TFLiteModel:
+    """One quantized classifier: a window of frame features in, class probabilities out."""
+
+    def __init__(self, path: Path, spec: FeatureSpec | None = None, num_threads: int = 1) -> None:
+        """Loads ``path`` and checks it; ``spec`` is the pipeline's, which the model must match."""
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: model file not found")
+        self.metadata = ModelMetadata.from_file(metadata_path(self.path))
+        if spec is not None and spec != self.metadata.features:
+            raise ModelError(
+                f"{self.path}: feature parameters differ from the pipeline's "
+                f"({_first_difference(self.metadata.features, spec)})"
+            )
+        try:
+            self._interpreter = _interpreter_class()(
+                model_path=str(self.path), num_threads=num_threads
+            )
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise ModelError(f"{self.path}: not a usable TFLite model ({error})") from None
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        shape = tuple(int(n) for n in self._input["shape"])
+        features = self.metadata.features
+        expected = (1, features.n_frames, features.n_columns(self.metadata.model_input), 1)
+        if shape != self.metadata.input_shape or shape != expected:
+            raise ModelError(
+                f"{self.path}: interpreter input shape {shape} does not match metadata "
+                f"{self.metadata.input_shape} and features {expected}"
+            )
+        n_outputs = int(self._output["shape"][-1])
+        if n_outputs != len(self.metadata.labels):
+            raise ModelError(
+                f"{self.path}: {n_outputs} outputs but {len(self.metadata.labels)} labels"
+            )
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.metadata.labels
+
+    def predict(self, model_input: np.ndarray) -> np.ndarray:
+        """Probabilities ((n_labels,) float32) for one normalised window ((frames, columns))."""
+        x = model_input.reshape(self._input["shape"])
+        scale, zero_point = self._input["quantization"]
+        if self._input["dtype"] != np.float32:
+            info = np.iinfo(self._input["dtype"])
+            x = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
+        self._interpreter.set_tensor(self._input["index"], x.astype(self._input["dtype"]))
+        self._interpreter.invoke()
+        y = self._interpreter.get_tensor(self._output["index"])[0]
+        scale, zero_point = self._output["quantization"]
+        if self._output["dtype"] != np.float32:
+            y = (y.astype(np.float32) - zero_point) * scale
+        return y.astype(np.float32)
+
+
+def _first_difference(saved: FeatureSpec, wanted: FeatureSpec) -> str:
+    for key, value in saved.to_dict().items():
+        if wanted.to_dict()[key] != value:
+            return f"{key}: model {value!r}, pipeline {wanted.to_dict()[key]!r}"
+    return "none"
+
+
+def model_path(model_dir: Path, name: str) -> Path:
+    return Path(model_dir) / f"{name}.tflite"
+
+
+def load_models(
+    model_dir: Path, names: tuple[str, ...], spec: FeatureSpec | None = None
+) -> list[TFLiteModel]:
+    """Loads the named models from ``model_dir``; they must share one FeatureSpec.
+
+    With ``spec`` None, the first model's spec becomes the pipeline's.
+    """
+    models: list[TFLiteModel] = []
+    for name in names:
+        if name not in MODEL_NAMES:
+            raise ModelError(f"unknown model {name!r}: choose from {', '.join(MODEL_NAMES)}")
+        model = TFLiteModel(model_path(model_dir, name), spec)
+        spec = model.metadata.features
+        models.append(model)
+    _LOGGER.debug("loaded %s", ", ".join(str(m.path) for m in models))
+    return models

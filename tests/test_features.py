@@ -1,0 +1,123 @@
+"""The feature module computes what librosa computes, and the same numbers hop by hop."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import librosa
+import numpy as np
+import pytest
+
+from streamer.audio import read_audio
+from streamer.features import FeatureExtractor, FeatureSpec, StreamingFeatures
+
+SPEC = FeatureSpec()
+
+
+def librosa_reference(audio: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mel and MFCC+RMS computed the textbook way with librosa, (frames, columns)."""
+    mel = librosa.feature.melspectrogram(
+        y=audio,
+        sr=spec.sample_rate,
+        n_fft=spec.n_fft,
+        hop_length=spec.hop_length,
+        center=False,
+        n_mels=spec.n_mels,
+        fmin=spec.fmin,
+        fmax=spec.fmax,
+        power=2.0,
+    )
+    mel_db = librosa.power_to_db(mel, ref=1.0, amin=spec.amin, top_db=None)
+    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=spec.n_mfcc)
+    rms = librosa.feature.rms(
+        y=audio, frame_length=spec.n_fft, hop_length=spec.hop_length, center=False
+    )
+    rms_db = librosa.amplitude_to_db(rms, ref=1.0, amin=np.sqrt(spec.amin), top_db=None)
+    return mel_db.T, np.concatenate([mfcc, rms_db]).T
+
+
+def test_features_equal_librosa_on_committed_clips(test_clips):
+    extractor = FeatureExtractor(SPEC)
+    assert test_clips, "tests/data holds no clips"
+    for clip in test_clips:
+        audio = read_audio(clip, SPEC.sample_rate)
+        frames = extractor.frames(audio)
+        mel_db, mfcc_energy = librosa_reference(audio, SPEC)
+        # float32 against librosa's float32/float64 mix: within 0.01 dB and 0.01 MFCC units
+        np.testing.assert_allclose(frames.log_mel, mel_db, atol=1e-2)
+        np.testing.assert_allclose(frames.mfcc_energy, mfcc_energy, atol=1e-2)
+
+
+@pytest.mark.corpus
+def test_features_equal_librosa_on_each_corpus(datasets):
+    extractor = FeatureExtractor(SPEC)
+    clips = [
+        datasets / "ravdess/Actor_05/03-01-05-02-01-01-05.flac",
+        datasets / "tess/YAF_fear/YAF_back_fear.flac",
+        datasets / "emodb/wav/16b10Wb.wav",
+    ]
+    for clip in clips:
+        audio = read_audio(clip, SPEC.sample_rate)
+        frames = extractor.frames(audio)
+        mel_db, mfcc_energy = librosa_reference(audio, SPEC)
+        np.testing.assert_allclose(frames.log_mel, mel_db, atol=1e-2)
+        np.testing.assert_allclose(frames.mfcc_energy, mfcc_energy, atol=1e-2)
+
+
+def test_a_window_has_the_frames_its_spec_promises():
+    extractor = FeatureExtractor(SPEC)
+    audio = np.random.default_rng(0).normal(0, 0.1, SPEC.window_samples).astype(np.float32)
+    frames = extractor.frames(audio)
+    assert frames.log_mel.shape == (SPEC.n_frames, SPEC.n_mels)
+    assert frames.mfcc_energy.shape == (SPEC.n_frames, SPEC.n_mfcc + 1)
+
+
+@pytest.mark.parametrize("block_size", [512, 1024, 1600, 7])
+def test_streaming_frames_equal_whole_clip_frames_at_any_block_size(test_clips, block_size):
+    extractor = FeatureExtractor(SPEC)
+    audio = np.concatenate([read_audio(c, SPEC.sample_rate) for c in test_clips[:2]])
+    whole = extractor.frames(audio)
+    streaming = StreamingFeatures(extractor)
+    for start in range(0, len(audio), block_size):
+        streaming.push(audio[start : start + block_size])
+    assert streaming.frames_seen == len(whole)
+    window = streaming.window()
+    # float32 FFTs of different batch sizes round differently: 1e-3 dB is far below any effect
+    np.testing.assert_allclose(window.log_mel, whole.log_mel[-SPEC.n_frames :], atol=1e-3)
+    np.testing.assert_allclose(window.mfcc_energy, whole.mfcc_energy[-SPEC.n_frames :], atol=1e-3)
+
+
+def test_cmvn_gives_each_column_zero_mean_and_unit_variance(test_clips):
+    extractor = FeatureExtractor(SPEC)
+    window = extractor.windows(read_audio(test_clips[0], SPEC.sample_rate), 0.5)[0]
+    normalised = extractor.normalise(window.log_mel)
+    np.testing.assert_allclose(normalised.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(normalised.std(axis=0), 1, atol=2e-2)
+
+
+def test_normalisation_makes_features_independent_of_microphone_gain(test_clips):
+    extractor = FeatureExtractor(SPEC)
+    audio = read_audio(test_clips[0], SPEC.sample_rate)
+    loud, quiet = (extractor.windows(audio * g, 0.5)[0].log_mel for g in (1.0, 0.5))
+    difference = np.abs(extractor.normalise(loud) - extractor.normalise(quiet))
+    # The -80 dB floor does not scale with the gain: judge the bins well above it.
+    above_floor = quiet > -60
+    assert above_floor.mean() > 0.3
+    assert difference[above_floor].mean() < 0.05
+
+
+def test_a_hop_that_is_not_whole_frames_is_refused():
+    with pytest.raises(ValueError, match="hop 0.33"):
+        FeatureExtractor(SPEC).windows(np.zeros(40000, np.float32), 0.33)
+
+
+def test_spec_round_trips_through_its_dict_and_rejects_unknown_keys():
+    spec = dataclasses.replace(SPEC, n_mels=64)
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="'n_mel'"):
+        FeatureSpec.from_dict({"n_mel": 64})
+
+
+def test_a_short_clip_still_yields_one_padded_window():
+    windows = FeatureExtractor(SPEC).windows(np.ones(8000, np.float32) * 0.1, 0.5)
+    assert len(windows) == 1 and windows[0].log_mel.shape == (SPEC.n_frames, SPEC.n_mels)
