@@ -1,1 +1,1 @@
-"""Training side of emostream (TensorFlow, the [train] extra): corpora, models, evaluation, export."""
+"""Training side (TensorFlow, the [train] extra): corpora, models, evaluation, export."""
