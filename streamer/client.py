@@ -1,0 +1,366 @@
+"""Subscribing to a running daemon: typed events from its ZeroMQ stream.
+
+The daemon publishes two topics, each a two-part message ``[topic, JSON]`` (docs/messages.md):
+``emotion`` once per window and ``status`` about once a second. This module turns them into
+frozen dataclasses, numbers each topic's gaps from its ``seq`` field, notices daemon restarts
+(``seq`` going backwards) and reports quiet periods, so a program never has to parse JSON::
+
+    from streamer.client import Emotion, Quiet, subscribe
+
+    for event in subscribe("tcp://127.0.0.1:5556"):
+        if isinstance(event, Emotion) and event.speech:
+            print(event.label, event.confidence)
+        elif isinstance(event, Quiet):
+            print(f"nothing published for {event.quiet_for:.0f} s")
+
+ZeroMQ reconnects a subscriber by itself, so a daemon that restarts is picked up again without
+any action here. This is the subscriber side; only ``publish.py`` opens publishing sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import zmq
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = "tcp://127.0.0.1:5556"
+SCHEMA_VERSION = 1
+TOPICS = ("emotion", "status")
+SOURCE_STATES = ("starting", "running", "lost", "ended")
+_POLL_SLICE_MS = 200
+"""Longest single wait on the socket, so Ctrl-C is honoured promptly."""
+
+
+class ClientError(Exception):
+    """The subscription cannot be set up; the message names the address."""
+
+
+class MessageError(ValueError):
+    """A received message does not follow the schema; the message says which field."""
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """One model's verdict on one window."""
+
+    label: str
+    """Most probable class."""
+    probabilities: dict[str, float]
+    """Probability per class label, summing to about 1."""
+
+
+@dataclass(frozen=True)
+class Emotion:
+    """The classification of one window of audio (topic ``emotion``)."""
+
+    seq: int
+    """Per-topic sequence number; +1 for each published window."""
+    captured_at: float
+    """Unix time (seconds) when the window's last sample was captured."""
+    published_at: float
+    """Unix time (seconds) when the daemon published the message."""
+    window_start: float
+    """Start of the window in the source's time (seconds since the source started)."""
+    window_end: float
+    """End of the window in the source's time (seconds)."""
+    speech: bool
+    """Whether the window holds speech; without it, ``label`` is None."""
+    label: str | None
+    """Combined label of all models, None for silence."""
+    confidence: float
+    """Probability of ``label`` (0..1); for silence, whatever the daemon reports."""
+    models: dict[str, ModelOutput]
+    """Each model's own output, by model name ("cnn", "lstm")."""
+    latency_ms: float
+    """Capture to publication, as measured by the daemon (milliseconds)."""
+    missed: int = 0
+    """Emotion messages lost just before this one (a gap in ``seq``)."""
+    restarted: bool = False
+    """``seq`` went backwards: the daemon restarted since the previous message."""
+
+
+@dataclass(frozen=True)
+class Status:
+    """The daemon's health (topic ``status``)."""
+
+    seq: int
+    """Per-topic sequence number."""
+    published_at: float
+    """Unix time (seconds) of publication."""
+    uptime_s: float
+    """Seconds since the daemon started."""
+    source_name: str
+    """Audio source: device name or file path."""
+    source_state: str
+    """"starting", "running", "lost" (device gone, retrying) or "ended" (file finished)."""
+    overflows: int
+    """Capture blocks the audio callback reported as overflowed since start."""
+    dropped_windows: int
+    """Windows skipped because inference fell behind, since start."""
+    windows: int
+    """Windows classified since start."""
+    inference_p50_ms: float
+    """Median inference time per window (milliseconds)."""
+    inference_p99_ms: float
+    """99th percentile inference time per window (milliseconds)."""
+    models: tuple[str, ...]
+    """Names of the loaded models."""
+    missed: int = 0
+    """Status messages lost just before this one."""
+    restarted: bool = False
+    """``seq`` went backwards: the daemon restarted since the previous message."""
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """Nothing has arrived for a while: no daemon at the address, or it has stalled."""
+
+    quiet_for: float
+    """Seconds since the last message (or since subscribing, if none came)."""
+    ever_received: bool
+    """Whether any message arrived since subscribing."""
+
+
+Event = Emotion | Status | Quiet
+
+
+def parse_message(topic: bytes, payload: bytes) -> Emotion | Status:
+    """Typed event from one two-part message; raises MessageError naming the bad field.
+
+    ``missed`` and ``restarted`` are left at their defaults: they need the previous message,
+    which ``Subscriber`` keeps.
+    """
+    try:
+        name = topic.decode("ascii")
+        values = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MessageError(f"not UTF-8 JSON ({error})") from None
+    if not isinstance(values, dict):
+        raise MessageError("payload is not a JSON object")
+    if values.get("schema") != SCHEMA_VERSION:
+        raise MessageError(f"schema {values.get('schema')!r}, expected {SCHEMA_VERSION}")
+    if name not in TOPICS or values.get("type") != name:
+        raise MessageError(f"topic {name!r} with type {values.get('type')!r}")
+    fields = _Fields(values)
+    if name == "emotion":
+        window = fields.mapping("window")
+        window_fields = _Fields(window, "window.")
+        return Emotion(
+            seq=fields.integer("seq"),
+            captured_at=fields.number("captured_at"),
+            published_at=fields.number("published_at"),
+            window_start=window_fields.number("start"),
+            window_end=window_fields.number("end"),
+            speech=fields.boolean("speech"),
+            label=fields.optional_text("label"),
+            confidence=fields.number("confidence"),
+            models={
+                model: _model_output(model, output)
+                for model, output in fields.mapping("models").items()
+            },
+            latency_ms=fields.number("latency_ms"),
+        )
+    source = _Fields(fields.mapping("source"), "source.")
+    inference = _Fields(fields.mapping("inference_ms"), "inference_ms.")
+    state = source.text("state")
+    if state not in SOURCE_STATES:
+        raise MessageError(f"source.state {state!r} is not one of {', '.join(SOURCE_STATES)}")
+    models = values.get("models")
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise MessageError("models is not a list of names")
+    return Status(
+        seq=fields.integer("seq"),
+        published_at=fields.number("published_at"),
+        uptime_s=fields.number("uptime_s"),
+        source_name=source.text("name"),
+        source_state=state,
+        overflows=fields.integer("overflows"),
+        dropped_windows=fields.integer("dropped_windows"),
+        windows=fields.integer("windows"),
+        inference_p50_ms=inference.number("p50"),
+        inference_p99_ms=inference.number("p99"),
+        models=tuple(models),
+    )
+
+
+def _model_output(model: str, output: Any) -> ModelOutput:
+    if not isinstance(output, dict):
+        raise MessageError(f"models.{model} is not an object")
+    fields = _Fields(output, f"models.{model}.")
+    probabilities = fields.mapping("probabilities")
+    for label, probability in probabilities.items():
+        if not _is_number(probability):
+            raise MessageError(f"models.{model}.probabilities.{label} is not a number")
+    return ModelOutput(
+        label=fields.text("label"),
+        probabilities={label: float(p) for label, p in probabilities.items()},
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class _Fields:
+    """Typed access to a JSON object's fields; a wrong field raises MessageError naming it."""
+
+    def __init__(self, values: dict[str, Any], prefix: str = "") -> None:
+        self._values = values
+        self._prefix = prefix
+
+    def _get(self, key: str, kind: str, accept: Any) -> Any:
+        if key not in self._values:
+            raise MessageError(f"{self._prefix}{key} is missing")
+        value = self._values[key]
+        if not accept(value):
+            raise MessageError(f"{self._prefix}{key} is not {kind}: {value!r}")
+        return value
+
+    def number(self, key: str) -> float:
+        return float(self._get(key, "a number", _is_number))
+
+    def integer(self, key: str) -> int:
+        return self._get(
+            key, "an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)
+        )
+
+    def boolean(self, key: str) -> bool:
+        return self._get(key, "true or false", lambda v: isinstance(v, bool))
+
+    def text(self, key: str) -> str:
+        return self._get(key, "a string", lambda v: isinstance(v, str))
+
+    def optional_text(self, key: str) -> str | None:
+        return self._get(key, "a string or null", lambda v: v is None or isinstance(v, str))
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        return self._get(key, "an object", lambda v: isinstance(v, dict))
+
+
+class Subscriber:
+    """A subscription to one daemon address; iterate it for events.
+
+    Messages that break the schema are logged, counted in ``malformed`` and skipped, so one
+    bad publisher cannot stop a monitor. Use as a context manager, or call ``close()``.
+    """
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        topics: tuple[str, ...] = TOPICS,
+        quiet_after: float | None = 5.0,
+    ) -> None:
+        """Connects (lazily: ZeroMQ retries until a daemon binds ``address``).
+
+        ``quiet_after``: seconds without any message after which a ``Quiet`` event is yielded,
+        and again every ``quiet_after`` seconds while it lasts; None never yields one.
+        """
+        unknown = [topic for topic in topics if topic not in TOPICS]
+        if unknown:
+            raise ClientError(f"unknown topic {unknown[0]!r}: choose from {', '.join(TOPICS)}")
+        self.address = address
+        self.quiet_after = quiet_after
+        self.malformed = 0
+        """Messages skipped because they broke the schema."""
+        self.last_message_at: float | None = None
+        """Monotonic time of the last valid message."""
+        self._last_seq: dict[str, int] = {}
+        self._socket = zmq.Context.instance().socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        # Retry quickly at first, then every 2 s, so a restarted daemon is found within seconds.
+        self._socket.setsockopt(zmq.RECONNECT_IVL, 100)
+        self._socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        for topic in topics:
+            self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii"))
+        try:
+            self._socket.connect(address)
+        except zmq.ZMQError as error:
+            self._socket.close()
+            raise ClientError(f"{address}: cannot subscribe ({error})") from None
+        self._started_at = time.monotonic()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def __iter__(self) -> Iterator[Event]:
+        return self.events()
+
+    def events(self) -> Iterator[Event]:
+        """Events as they arrive, with ``Quiet`` in silent stretches; runs until closed."""
+        quiet_reported_at = self._started_at
+        while not self._socket.closed:
+            event = self.receive(timeout=_POLL_SLICE_MS / 1000)
+            if event is not None:
+                quiet_reported_at = time.monotonic()
+                yield event
+                continue
+            now = time.monotonic()
+            if self.quiet_after is not None and now - quiet_reported_at >= self.quiet_after:
+                quiet_reported_at = now
+                last = self.last_message_at
+                yield Quiet(
+                    quiet_for=now - (self._started_at if last is None else last),
+                    ever_received=last is not None,
+                )
+
+    def receive(self, timeout: float) -> Emotion | Status | None:
+        """The next valid message, or None if none arrived within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining_ms = max(0, round((deadline - time.monotonic()) * 1000))
+            if not self._socket.poll(remaining_ms, zmq.POLLIN):
+                return None
+            parts = self._socket.recv_multipart()
+            event = self._accept(parts)
+            if event is not None:
+                return event
+
+    def _accept(self, parts: list[bytes]) -> Emotion | Status | None:
+        try:
+            if len(parts) != 2:
+                raise MessageError(f"{len(parts)} frames, expected topic and payload")
+            event = parse_message(parts[0], parts[1])
+        except MessageError as error:
+            self.malformed += 1
+            _LOGGER.warning("%s: skipped a malformed message: %s", self.address, error)
+            return None
+        self.last_message_at = time.monotonic()
+        topic = parts[0].decode("ascii")
+        previous = self._last_seq.get(topic)
+        self._last_seq[topic] = event.seq
+        if previous is None:
+            return event
+        if event.seq <= previous:
+            _LOGGER.info("%s: %s seq went from %d to %d", self.address, topic, previous, event.seq)
+            return replace(event, restarted=True)
+        if event.seq > previous + 1:
+            return replace(event, missed=event.seq - previous - 1)
+        return event
+
+
+def subscribe(
+    address: str = DEFAULT_ADDRESS,
+    topics: tuple[str, ...] = TOPICS,
+    quiet_after: float | None = 5.0,
+) -> Iterator[Event]:
+    """Events from the daemon at ``address`` until the caller stops iterating.
+
+    A thin generator over ``Subscriber`` for programs that need nothing else; the socket is
+    closed when the generator is closed or garbage-collected.
+    """
+    with Subscriber(address, topics, quiet_after) as subscriber:
+        yield from subscriber
