@@ -37,6 +37,8 @@ TOPICS = ("emotion", "status")
 SOURCE_STATES = ("starting", "running", "lost", "ended")
 _POLL_SLICE_MS = 200
 """Longest single wait on the socket, so Ctrl-C is honoured promptly."""
+_RESTART_TOLERANCE_S = 1.0
+"""Drift of a daemon's computed start time that is still the same run (clock steps, rounding)."""
 
 
 class ClientError(Exception):
@@ -84,7 +86,8 @@ class Emotion:
     missed: int = 0
     """Emotion messages lost just before this one (a gap in ``seq``)."""
     restarted: bool = False
-    """``seq`` went backwards: the daemon restarted since the previous message."""
+    """The daemon restarted since the previous emotion message (``seq`` went backwards, or a
+    status message in between showed a new start time)."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,13 @@ class Status:
     missed: int = 0
     """Status messages lost just before this one."""
     restarted: bool = False
-    """``seq`` went backwards: the daemon restarted since the previous message."""
+    """The daemon restarted since the previous status: its start time (``published_at`` minus
+    ``uptime_s``) moved, or ``seq`` went backwards."""
+
+    @property
+    def started_at(self) -> float:
+        """Unix time (seconds) when the daemon started."""
+        return self.published_at - self.uptime_s
 
 
 @dataclass(frozen=True)
@@ -273,6 +282,8 @@ class Subscriber:
         self.last_message_at: float | None = None
         """Monotonic time of the last valid message."""
         self._last_seq: dict[str, int] = {}
+        self._daemon_started_at: float | None = None
+        self._restart_unseen_by_emotion = False
         self._socket = zmq.Context.instance().socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         # Retry quickly at first, then every 2 s, so a restarted daemon is found within seconds.
@@ -339,7 +350,37 @@ class Subscriber:
             _LOGGER.warning("%s: skipped a malformed message: %s", self.address, error)
             return None
         self.last_message_at = time.monotonic()
-        topic = parts[0].decode("ascii")
+        if isinstance(event, Status):
+            return self._follow_status(event)
+        return self._follow_emotion(event)
+
+    def _follow_status(self, event: Status) -> Status:
+        """Marks restarts and gaps; a restarted daemon may already have passed its old seq,
+        so its start time is the reliable sign."""
+        previous_start = self._daemon_started_at
+        self._daemon_started_at = event.started_at
+        moved = (
+            previous_start is not None
+            and abs(event.started_at - previous_start) > _RESTART_TOLERANCE_S
+        )
+        if moved:
+            _LOGGER.info("%s: the daemon restarted", self.address)
+            self._last_seq.pop("status", None)
+            self._restart_unseen_by_emotion = "emotion" in self._last_seq
+            self._last_seq.pop("emotion", None)
+        marked = self._sequence("status", event)
+        return replace(marked, restarted=True) if moved else marked
+
+    def _follow_emotion(self, event: Emotion) -> Emotion:
+        marked = self._sequence("emotion", event)
+        if self._restart_unseen_by_emotion:
+            self._restart_unseen_by_emotion = False
+            return replace(marked, restarted=True)
+        return marked
+
+    def _sequence(self, topic: str, event: Emotion | Status) -> Emotion | Status:
+        """``event`` with ``missed`` set from the gap in its topic's seq, or ``restarted`` when
+        seq went backwards."""
         previous = self._last_seq.get(topic)
         self._last_seq[topic] = event.seq
         if previous is None:

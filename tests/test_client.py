@@ -41,13 +41,18 @@ def emotion_message(seq: int, label: str | None = "anger", speech: bool = True) 
     }
 
 
-def status_message(seq: int) -> dict:
+DAEMON_STARTED_AT = time.time() - 12.5
+
+
+def status_message(seq: int, started_at: float = DAEMON_STARTED_AT) -> dict:
+    """A status message of a daemon that started at ``started_at`` (unix seconds)."""
+    now = time.time()
     return {
         "schema": 1,
         "type": "status",
         "seq": seq,
-        "published_at": time.time(),
-        "uptime_s": 12.5,
+        "published_at": now,
+        "uptime_s": now - started_at,
         "source": {"name": "tests/data/03a01Wa.wav", "state": "running"},
         "overflows": 2,
         "dropped_windows": 1,
@@ -129,6 +134,20 @@ def test_seq_going_backwards_is_a_restart_not_a_gap(publisher):
         (50, False, 0),
         (51, False, 0),
         (0, True, 0),
+    ]
+
+
+def test_a_new_daemon_start_time_is_a_restart_even_when_seq_moves_forward(publisher):
+    with Subscriber(endpoint(publisher)) as subscriber:
+        join(publisher, subscriber)
+        send(publisher, emotion_message(5))
+        send(publisher, status_message(2000, started_at=time.time()))
+        send(publisher, emotion_message(30))
+        events = [subscriber.receive(timeout=2) for _ in range(3)]
+    assert [(type(e).__name__, e.restarted, e.missed) for e in events] == [
+        ("Emotion", False, 0),
+        ("Status", True, 0),
+        ("Emotion", True, 0),
     ]
 
 

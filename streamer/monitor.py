@@ -1,0 +1,261 @@
+"""Live terminal view of a daemon's stream, built on ``streamer.client``.
+
+``MonitorState`` folds client events into what the screen shows; ``render`` draws that state
+with rich; ``run_monitor`` ties them to a subscription. The state is separate from drawing so
+that the numbers (gaps, restarts, timeline) can be checked without a terminal.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from streamer.client import Emotion, Event, Quiet, Status, Subscriber
+
+TIMELINE_LENGTH = 60
+"""Windows shown in the timeline (30 s at the default 0.5 s hop)."""
+BAR_WIDTH = 24
+"""Characters of a full probability bar."""
+SILENCE_MARK = "·"
+LABEL_COLOURS = {
+    "anger": "red",
+    "angry": "red",
+    "happiness": "yellow",
+    "happy": "yellow",
+    "sadness": "blue",
+    "sad": "blue",
+    "fear": "magenta",
+    "fearful": "magenta",
+    "disgust": "green",
+    "neutral": "white",
+    "calm": "cyan",
+    "boredom": "cyan",
+    "surprise": "bright_yellow",
+}
+
+
+@dataclass
+class MonitorState:
+    """Everything the monitor shows, updated one client event at a time."""
+
+    address: str
+    """Address the monitor subscribes to."""
+    stale_after: float = 3.0
+    """Seconds without a message after which the screen says nothing is publishing."""
+    started_at: float = field(default_factory=time.monotonic)
+    """Monotonic time the monitor started."""
+    last_message_at: float | None = None
+    """Monotonic time of the last message, None before the first."""
+    emotion: Emotion | None = None
+    """Newest emotion message."""
+    status: Status | None = None
+    """Newest status message."""
+    timeline: deque[str | None] = field(default_factory=lambda: deque(maxlen=TIMELINE_LENGTH))
+    """Labels of recent windows, oldest first; None for silence."""
+    labels: list[str] = field(default_factory=list)
+    """Every label seen so far, in the order the models report them."""
+    missed_emotions: int = 0
+    """Emotion messages lost in sequence gaps since the monitor started."""
+    missed_statuses: int = 0
+    """Status messages lost in sequence gaps."""
+    restarts: int = 0
+    """Daemon restarts seen (a topic's seq going backwards)."""
+
+    def update(self, event: Event, now: float | None = None) -> None:
+        """Folds one client event into the state; ``now`` is monotonic time (for tests)."""
+        if isinstance(event, Quiet):
+            return
+        self.last_message_at = time.monotonic() if now is None else now
+        if isinstance(event, Status):
+            self.missed_statuses += event.missed
+            self.restarts += event.restarted
+            self.status = event
+            return
+        self.missed_emotions += event.missed
+        # Both topics restart together; count a restart once, from the emotion topic only when
+        # no status has been seen to do so.
+        if event.restarted and self.status is None:
+            self.restarts += 1
+        if event.restarted:
+            self.timeline.clear()
+        self.emotion = event
+        self.timeline.append(event.label if event.speech else None)
+        seen = [label for output in event.models.values() for label in output.probabilities]
+        for label in [*seen, event.label]:
+            if label is not None and label not in self.labels:
+                self.labels.append(label)
+
+    def quiet_for(self, now: float) -> float:
+        """Seconds since the last message (since start, if none came)."""
+        since = self.started_at if self.last_message_at is None else self.last_message_at
+        return now - since
+
+    def publishing(self, now: float) -> bool:
+        return self.last_message_at is not None and self.quiet_for(now) < self.stale_after
+
+
+def abbreviations(labels: list[str]) -> dict[str, str]:
+    """Shortest prefix (capitalised) that tells each label apart from the others."""
+    result = {}
+    for label in labels:
+        others = [other for other in labels if other != label]
+        length = 1
+        while length < len(label) and any(o.startswith(label[:length]) for o in others):
+            length += 1
+        result[label] = label[:length].capitalize()
+    return result
+
+
+def _colour(label: str | None) -> str:
+    return LABEL_COLOURS.get(label or "", "default")
+
+
+def _bar(probability: float, colour: str) -> Text:
+    filled = round(max(0.0, min(1.0, probability)) * BAR_WIDTH)
+    bar = Text("█" * filled, style=colour)
+    bar.append("░" * (BAR_WIDTH - filled), style="grey37")
+    bar.append(f" {probability * 100:3.0f}%")
+    return bar
+
+
+def _headline(state: MonitorState, now: float) -> Text:
+    emotion = state.emotion
+    if not state.publishing(now):
+        waited = state.quiet_for(now)
+        if state.last_message_at is None:
+            return Text(
+                f"Nothing is publishing at {state.address} (waited {waited:.0f} s). "
+                "Is the daemon running? (emostream serve, or systemctl status emostream)",
+                style="bold yellow",
+            )
+        return Text(
+            f"No messages for {waited:.0f} s: the daemon stopped or stalled; "
+            "reconnecting automatically.",
+            style="bold yellow",
+        )
+    if emotion is None:
+        return Text("Connected; waiting for the first window.", style="bold")
+    if not emotion.speech:
+        headline = Text("silence", style="bold grey50")
+    else:
+        headline = Text(f"{(emotion.label or '?').upper()}", style=f"bold {_colour(emotion.label)}")
+        headline.append(f"  {emotion.confidence * 100:.0f}%", style="bold")
+    headline.append(f"   {'speech' if emotion.speech else 'no speech'}")
+    headline.append(f"   window {emotion.window_start:.1f}–{emotion.window_end:.1f} s")
+    headline.append(f"   latency {emotion.latency_ms:.0f} ms")
+    return headline
+
+
+def _bars(state: MonitorState) -> Table:
+    emotion = state.emotion
+    assert emotion is not None
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    table.add_column("emotion")
+    for name, output in emotion.models.items():
+        table.add_column(f"{name} → {output.label}")
+    for label in state.labels:
+        cells: list[RenderableType] = [Text(label, style=_colour(label))]
+        for output in emotion.models.values():
+            cells.append(_bar(output.probabilities.get(label, 0.0), _colour(label)))
+        table.add_row(*cells)
+    return table
+
+
+def _timeline(state: MonitorState) -> Group:
+    short = abbreviations(state.labels)
+    width = max((len(s) for s in short.values()), default=1)
+    line = Text()
+    for label in state.timeline:
+        if label is None:
+            line.append(SILENCE_MARK.ljust(width), style="grey50")
+        else:
+            line.append(short.get(label, "?").ljust(width), style=_colour(label))
+    legend = Text(f"{SILENCE_MARK} silence", style="grey50")
+    for label, abbreviation in short.items():
+        legend.append(f"  {abbreviation} {label}", style=_colour(label))
+    title = Text(f"timeline: last {len(state.timeline)} windows, newest right", style="bold")
+    return Group(title, line, legend)
+
+
+def _daemon(state: MonitorState, now: float) -> Group:
+    lines = []
+    status = state.status
+    if status is None:
+        lines.append(Text("daemon: no status message yet"))
+    else:
+        state_style = "green" if status.source_state == "running" else "bold yellow"
+        line = Text("daemon: ")
+        line.append(status.source_state, style=state_style)
+        line.append(
+            f" · {status.source_name} · up {status.uptime_s:.0f} s · {status.windows} windows"
+            f" · models {', '.join(status.models)}"
+        )
+        lines.append(line)
+        lines.append(
+            Text(
+                f"inference p50 {status.inference_p50_ms:.1f} ms, "
+                f"p99 {status.inference_p99_ms:.1f} ms · audio: {status.overflows} overflows, "
+                f"{status.dropped_windows} dropped windows"
+            )
+        )
+    gaps = Text(
+        f"sequence gaps: {state.missed_emotions} emotion, {state.missed_statuses} status "
+        f"messages missed · {state.restarts} daemon restart{'s' if state.restarts != 1 else ''}"
+    )
+    if state.missed_emotions or state.missed_statuses:
+        gaps.stylize("yellow")
+    lines.append(gaps)
+    if state.last_message_at is not None:
+        lines.append(Text(f"last message {state.quiet_for(now):.1f} s ago", style="grey50"))
+    return Group(*lines)
+
+
+def render(state: MonitorState, now: float | None = None) -> RenderableType:
+    """The whole screen for ``state``; ``now`` is monotonic time (for tests)."""
+    now = time.monotonic() if now is None else now
+    parts: list[RenderableType] = [_headline(state, now)]
+    if state.emotion is not None:
+        parts += [Text(), _bars(state), Text(), _timeline(state)]
+    parts += [Text(), _daemon(state, now)]
+    return Panel(
+        Group(*parts),
+        title=f"emostream monitor · {state.address}",
+        title_align="left",
+        subtitle="Ctrl-C quits",
+        subtitle_align="right",
+    )
+
+
+def run_monitor(address: str, stale_after: float = 3.0, console: Console | None = None) -> None:
+    """Shows the stream at ``address`` until interrupted; survives daemon restarts.
+
+    The screen is redrawn four times a second from a rich thread, so the "last message" clock
+    keeps moving while nothing arrives; a lock keeps it from drawing a half-updated state.
+    """
+    state = MonitorState(address, stale_after=stale_after)
+    lock = threading.Lock()
+
+    def current_screen() -> RenderableType:
+        with lock:
+            return render(state)
+
+    with (
+        Subscriber(address, quiet_after=stale_after) as subscriber,
+        Live(
+            get_renderable=current_screen,
+            console=console,
+            refresh_per_second=4,
+            screen=True,
+        ),
+    ):
+        for event in subscriber:
+            with lock:
+                state.update(event)

@@ -1,0 +1,202 @@
+"""The monitor, run for real in tmux against real ZeroMQ publishers, read with capture-pane."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import zmq
+from rich.console import Console
+from test_client import emotion_message, status_message
+
+from streamer.client import Emotion, parse_message
+from streamer.monitor import MonitorState, abbreviations, render
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def emotion_event(seq: int, label: str | None, **changes) -> Emotion:
+    message = emotion_message(seq, label=label or "anger", speech=label is not None)
+    event = parse_message(b"emotion", json.dumps(message).encode())
+    return Emotion(**{**event.__dict__, **changes})
+
+
+def screen_text(state: MonitorState, now: float) -> str:
+    console = Console(width=110, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(render(state, now))
+    return console.export_text()
+
+
+def test_state_counts_gaps_and_restarts_and_keeps_a_timeline():
+    state = MonitorState("tcp://127.0.0.1:1")
+    state.update(emotion_event(1, "anger"), now=1.0)
+    state.update(emotion_event(5, "neutral", missed=3), now=2.0)
+    state.update(emotion_event(6, None), now=3.0)
+    assert state.missed_emotions == 3
+    assert list(state.timeline) == ["anger", "neutral", None]
+    state.update(emotion_event(0, "fear", restarted=True), now=4.0)
+    assert state.restarts == 1
+    assert list(state.timeline) == ["fear"]
+
+
+def test_the_screen_says_when_data_is_stale():
+    state = MonitorState("tcp://127.0.0.1:1", stale_after=3.0, started_at=0.0)
+    assert "Nothing is publishing at tcp://127.0.0.1:1 (waited 5 s)" in screen_text(state, 5.0)
+    state.update(emotion_event(1, "anger"), now=10.0)
+    assert "ANGER  75%" in screen_text(state, 11.0)
+    assert "No messages for 4 s" in screen_text(state, 14.0)
+
+
+def test_abbreviations_tell_every_label_apart():
+    short = abbreviations(["anger", "sadness", "surprise", "neutral", "fear"])
+    assert short == {"anger": "A", "sadness": "Sa", "surprise": "Su", "neutral": "N", "fear": "F"}
+
+
+class Tmux:
+    """A private tmux server (its own socket) holding one session, read with capture-pane."""
+
+    def __init__(self, name: str) -> None:
+        self.socket = f"emostream-test-{os.getpid()}-{name}"
+        self.env = {**os.environ, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "xterm-256color"}
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=self.env,
+        ).stdout
+
+    def start(self, command: str) -> None:
+        self.run("new-session", "-d", "-s", "main", "-x", "120", "-y", "40", "-c", ROOT, command)
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "main")
+
+    def wait_for(self, condition: Callable[[str], bool], timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if condition(screen):
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"screen never matched; last screen:\n{screen}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def tmux(request) -> Iterator[Tmux]:
+    if shutil.which("tmux") is None:
+        if os.environ.get("EMOSTREAM_REQUIRE_DATA"):
+            pytest.fail("tmux is not installed")
+        pytest.skip("tmux is not installed")
+    session = Tmux(request.node.name[:40])
+    yield session
+    session.stop()
+
+
+def monitor_command(address: str) -> str:
+    executable = shutil.which("emostream")
+    assert executable, "the emostream command is not installed (pip install -e .)"
+    return f"{executable} monitor {address} --stale-after 1.5"
+
+
+def free_address() -> str:
+    socket = zmq.Context.instance().socket(zmq.PUB)
+    socket.bind("tcp://127.0.0.1:*")
+    address = socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+    socket.close()
+    return address
+
+
+class Publisher:
+    """Publishes contract-shaped messages from a thread, like a daemon would."""
+
+    def __init__(self, address: str, label: str, first_seq: int = 0, skip: int = 0) -> None:
+        self.socket = zmq.Context.instance().socket(zmq.PUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.bind(address)
+        self.label = label
+        self.seq = first_seq
+        self.skip = skip
+        self.started_at = time.time()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        status_seq = 0
+        while not self._stop.is_set():
+            message = emotion_message(self.seq, label=self.label)
+            self.socket.send_multipart([b"emotion", json.dumps(message).encode()])
+            status = status_message(status_seq, started_at=self.started_at)
+            self.socket.send_multipart([b"status", json.dumps(status).encode()])
+            # One gap of ``skip`` messages after the tenth, so the screen must count it.
+            self.seq += 1 + (self.skip if self.seq == 10 else 0)
+            status_seq += 1
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.socket.close()
+
+
+def test_monitor_says_nothing_is_publishing_when_no_daemon_runs(tmux):
+    address = free_address()
+    tmux.start(monitor_command(address))
+    screen = tmux.wait_for(lambda s: "Nothing is publishing" in s)
+    assert address in screen
+    assert "Is the daemon running?" in screen
+
+
+def test_monitor_shows_label_bars_timeline_gaps_and_status(tmux):
+    address = free_address()
+    tmux.start(monitor_command(address))
+    tmux.wait_for(lambda s: "Nothing is publishing" in s)
+    publisher = Publisher(address, label="anger", skip=4)
+    try:
+        screen = tmux.wait_for(lambda s: "sequence gaps: 4 emotion" in s)
+    finally:
+        publisher.stop()
+    assert "ANGER  75%" in screen
+    assert "speech" in screen and "latency 48 ms" in screen
+    assert "cnn → anger" in screen and "lstm → anger" in screen
+    bar_line = next(line for line in screen.splitlines() if line.strip("│ ").startswith("anger"))
+    assert bar_line.count("█") == 19 + 17  # 80 % and 70 % of 24 characters
+    assert "80%" in bar_line and "70%" in bar_line
+    timeline = screen.splitlines()[screen.splitlines().index(_line_with(screen, "timeline")) + 1]
+    assert timeline.strip("│ ").startswith("AAAA")
+    assert "daemon: running · tests/data/03a01Wa.wav" in screen
+    assert "p50 9.5 ms, p99 21.0 ms" in screen
+
+
+def _line_with(screen: str, text: str) -> str:
+    return next(line for line in screen.splitlines() if text in line)
+
+
+def test_monitor_reconnects_and_counts_a_restart_when_the_daemon_comes_back(tmux):
+    address = free_address()
+    tmux.start(monitor_command(address))
+    first = Publisher(address, label="anger", first_seq=100)
+    try:
+        tmux.wait_for(lambda s: "ANGER" in s)
+    finally:
+        first.stop()
+    tmux.wait_for(lambda s: "No messages for" in s and "reconnecting" in s)
+    second = Publisher(address, label="sadness", first_seq=0)
+    try:
+        screen = tmux.wait_for(lambda s: "SADNESS" in s and "1 daemon restart" in s)
+    finally:
+        second.stop()
+    assert "No messages for" not in screen
