@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 
@@ -18,6 +19,76 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+@main.command()
+@click.option(
+    "--source",
+    default=None,
+    help='"mic" (default input device), "mic:NAME_OR_INDEX", or an audio file.  [default: mic]',
+)
+@click.option("--fast", is_flag=True, help="Read a file source as fast as possible.")
+@click.option("--bind", default=None, help="ZeroMQ PUB address.  [default: tcp://127.0.0.1:5556]")
+@click.option(
+    "--model",
+    type=click.Choice(["cnn", "lstm", "both"]),
+    default=None,
+    help="Models to run.  [default: both]",
+)
+@click.option("--hop", type=float, default=None, help="Seconds between windows.  [default: 0.5]")
+@click.option(
+    "--models-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Directory of NAME.tflite and NAME.json.  [default: the shipped models]",
+)
+@click.option(
+    "--device-rate",
+    type=int,
+    default=None,
+    help="Microphone capture rate in hertz; 0 picks one the device supports.  [default: 0]",
+)
+@click.option("--echo", is_flag=True, help="Print each published label to standard output.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML settings file; options given here override it.",
+)
+def serve(
+    source: str | None,
+    fast: bool,
+    bind: str | None,
+    model: str | None,
+    hop: float | None,
+    models_dir: Path | None,
+    device_rate: int | None,
+    echo: bool,
+    config_path: Path | None,
+) -> None:
+    """Classify audio from a microphone or file and publish each window over ZeroMQ.
+
+    A file source ends the daemon at its end; SIGTERM or Ctrl-C stops it cleanly.
+    """
+    from streamer.config import load_config
+    from streamer.daemon import USER_ERRORS
+    from streamer.daemon import serve as run_daemon
+
+    models = {"both": ("cnn", "lstm"), None: None}.get(model, (model,))
+    overrides = {
+        "source": {"source": source, "fast": fast or None, "device_rate": device_rate},
+        "pipeline": {"models": models, "hop_seconds": hop, "model_dir": models_dir},
+        "publish": {"bind": bind, "echo": echo or None},
+    }
+    given = {
+        section: {key: value for key, value in keys.items() if value is not None}
+        for section, keys in overrides.items()
+    }
+    try:
+        run_daemon(load_config(config_path, given))
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from None
 
 
 @main.command()

@@ -1,0 +1,209 @@
+"""Settings of the daemon: one frozen dataclass per subsystem, built once.
+
+Values come from the defaults here, then a TOML file, then command-line flags, each overriding
+the one before. Only ``load_config`` turns outside values into settings, so every unknown key and
+every invalid value is reported the same way: one line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from streamer.models import DEFAULT_MODEL_DIR, MODEL_NAMES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+
+class ConfigError(Exception):
+    """A setting is unknown or invalid; the message names it as ``section.key``."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where audio comes from and how it is captured."""
+
+    section: ClassVar[str] = "source"
+
+    source: str = "mic"
+    """"mic" (default input device), "mic:NAME_OR_INDEX", or the path of an audio file."""
+    fast: bool = False
+    """Read a file source as fast as possible instead of in real time."""
+    block_size: int = 1024
+    """Samples per capture block, at the device rate (file sources: at the models' rate)."""
+    device_rate: int = 0
+    """Rate asked of the microphone (hertz); 0 means the models' rate when the device offers
+    it, else the device's default rate, resampled to the models' rate."""
+    ring_seconds: float = 10.0
+    """Audio the capture ring buffer holds before the oldest unread samples are overwritten."""
+    retry_max_seconds: float = 10.0
+    """Longest wait between attempts to reopen a microphone that vanished."""
+
+    def __post_init__(self) -> None:
+        _require(self, "source", bool(self.source), "must not be empty")
+        _require(self, "block_size", self.block_size >= 16, "must be at least 16 samples")
+        _require(self, "device_rate", self.device_rate >= 0, "must be 0 or a rate in hertz")
+        _require(self, "ring_seconds", self.ring_seconds >= 1.0, "must be at least 1 second")
+        _require(self, "retry_max_seconds", self.retry_max_seconds > 0, "must be positive")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Which models run, how often, and how their outputs become a published label."""
+
+    section: ClassVar[str] = "pipeline"
+
+    models: tuple[str, ...] = MODEL_NAMES
+    """Models to run on every window ("cnn", "lstm" or both); with several, their
+    probabilities are averaged into the published label."""
+    model_dir: Path = DEFAULT_MODEL_DIR
+    """Directory holding NAME.tflite and NAME.json for each model."""
+    hop_seconds: float = 0.5
+    """Time between window starts (seconds); a whole number of feature frames."""
+    speech_threshold_db: float = -45.0
+    """Frame RMS level (dB full scale) above which a frame counts as voiced."""
+    min_speech_seconds: float = 0.3
+    """Voiced time a window needs to be published as speech rather than silence (seconds)."""
+    smoothing: float = 0.5
+    """Weight of the newest window in the exponential moving average of probabilities
+    (1 disables smoothing)."""
+    hysteresis: float = 0.1
+    """Probability margin by which a new label must beat the current one to replace it."""
+    confidence_threshold: float = 0.35
+    """Smoothed probability below which the label is published as null (unsure)."""
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.models if name not in MODEL_NAMES]
+        _require(self, "models", not unknown, f"unknown model {unknown[:1]}")
+        _require(self, "models", bool(self.models), "must name at least one model")
+        _require(self, "hop_seconds", self.hop_seconds > 0, "must be positive")
+        _require(self, "min_speech_seconds", self.min_speech_seconds >= 0, "must be >= 0")
+        _require(self, "smoothing", 0 < self.smoothing <= 1, "must be in (0, 1]")
+        _require(self, "hysteresis", 0 <= self.hysteresis < 1, "must be in [0, 1)")
+        _require(
+            self, "confidence_threshold", 0 <= self.confidence_threshold < 1, "must be in [0, 1)"
+        )
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """The ZeroMQ socket results leave through."""
+
+    section: ClassVar[str] = "publish"
+
+    bind: str = "tcp://127.0.0.1:5556"
+    """Address the PUB socket binds (tcp:// or ipc://); loopback unless widened on purpose."""
+    send_hwm: int = 100
+    """Messages queued per subscriber; beyond it a slow subscriber loses messages, capture never
+    waits."""
+    status_seconds: float = 2.0
+    """Interval between status messages (seconds)."""
+    echo: bool = False
+    """Also print each published label to standard output as a readable line."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self,
+            "bind",
+            self.bind.startswith(("tcp://", "ipc://")),
+            "must start with tcp:// or ipc://",
+        )
+        _require(self, "send_hwm", self.send_hwm >= 1, "must be at least 1")
+        _require(self, "status_seconds", self.status_seconds > 0, "must be positive")
+
+
+@dataclass(frozen=True)
+class Config:
+    """All settings of the daemon."""
+
+    source: SourceConfig = field(default_factory=SourceConfig)
+    """Audio capture."""
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    """Features, models, gate and smoothing."""
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    """ZeroMQ publishing."""
+
+
+SECTIONS: dict[str, type] = {
+    SourceConfig.section: SourceConfig,
+    PipelineConfig.section: PipelineConfig,
+    PublishConfig.section: PublishConfig,
+}
+
+
+def load_config(path: Path | None, overrides: dict[str, dict[str, Any]]) -> Config:
+    """Settings from the defaults, then the TOML file at ``path`` (if any), then ``overrides``.
+
+    Both the file and ``overrides`` are shaped ``{section: {key: value}}``, as in the TOML file
+    (``[pipeline]`` / ``hop_seconds = 0.25``). Raises ConfigError naming the file or the key.
+    """
+    values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    if path is not None:
+        try:
+            loaded = tomllib.loads(Path(path).read_text())
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: invalid TOML ({error})") from None
+        _merge(values, loaded)
+    _merge(values, overrides)
+    return Config(**{name: _build(SECTIONS[name], keys) for name, keys in values.items()})
+
+
+def _merge(values: dict[str, dict[str, Any]], update: dict[str, Any]) -> None:
+    for section, keys in update.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section {section!r}")
+        if not isinstance(keys, dict):
+            raise ConfigError(f"config section {section!r} must be a table of keys")
+        values[section].update(keys)
+
+
+def _build(cls: type, keys: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    converted: dict[str, Any] = {}
+    for key, value in keys.items():
+        if key not in known:
+            raise ConfigError(f"unknown config key '{cls.section}.{key}'")
+        converted[key] = _convert(f"{cls.section}.{key}", hints[key], value)
+    return cls(**converted)
+
+
+def _convert(name: str, kind: Any, value: Any) -> Any:
+    """``value`` as type ``kind``, accepting the spellings TOML and click produce."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif kind is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+    elif typing.get_origin(kind) is tuple:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+    expected = getattr(kind, "__name__", str(kind))
+    raise ConfigError(f"config key '{name}': expected {expected}, got {value!r}")
+
+
+def _require(settings: Any, key: str, condition: bool, problem: str) -> None:
+    if not condition:
+        value = getattr(settings, key)
+        raise ConfigError(f"config key '{settings.section}.{key}' {problem} (got {value!r})")

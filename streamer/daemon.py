@@ -1,0 +1,131 @@
+"""The serve loop: source -> pipeline -> publisher, with status, sd_notify and clean shutdown.
+
+One thread does all the work after capture: it reads whatever the source has, pushes it through
+the pipeline and publishes each result. The microphone's own callback thread only fills the ring
+buffer, so nothing here (a slow subscriber included) can stall capture.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import TextIO
+
+import numpy as np
+
+from streamer.config import Config, ConfigError
+from streamer.models import ModelError, load_models
+from streamer.notify import Notifier
+from streamer.pipeline import Pipeline, WindowResult
+from streamer.publish import Publisher, PublishError, format_echo
+from streamer.sources import AudioSource, SourceError, open_source
+
+_LOGGER = logging.getLogger(__name__)
+
+USER_ERRORS = (ConfigError, ModelError, SourceError, PublishError)
+"""Errors a user can cause and fix (bad flag, missing model, busy address, unknown device)."""
+# How long a read may wait, which bounds how late the loop notices a stop request.
+_READ_TIMEOUT_SECONDS = 0.1
+# Inference times kept for the status percentiles.
+_TIMING_HISTORY = 1000
+
+
+class Daemon:
+    """Runs one source through the pipeline and publishes until stopped or the source ends."""
+
+    def __init__(self, config: Config, echo: TextIO | None = None) -> None:
+        """Loads the models, binds the socket and prepares the source (not yet started).
+
+        Raises one of USER_ERRORS with a one-line message naming the culprit.
+        """
+        self.config = config
+        self._echo = echo if echo is not None else (sys.stdout if config.publish.echo else None)
+        models = load_models(config.pipeline.model_dir, config.pipeline.models)
+        self.pipeline = Pipeline(models, config.pipeline)
+        self.source: AudioSource = open_source(config.source, self.pipeline.spec.sample_rate)
+        self.publisher = Publisher(config.publish.bind, config.publish.send_hwm)
+        self.notifier = Notifier()
+        self._inference_ms: collections.deque[float] = collections.deque(maxlen=_TIMING_HISTORY)
+        self._started = time.monotonic()
+        self._last_state = ""
+        self._next_status = 0.0
+        self._next_watchdog = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        """Serves until ``stop`` is set or a file source ends, then closes everything."""
+        try:
+            self._publish_status()
+            self.source.start()
+            self.notifier.ready(f"publishing on {self.config.publish.bind}")
+            while not stop.is_set():
+                block = self.source.read(_READ_TIMEOUT_SECONDS)
+                if block is not None:
+                    results = self.pipeline.push(
+                        block.samples, block.captured_at, newest_only=self.source.live
+                    )
+                    self._publish(results)
+                if self.source.state == "ended":
+                    self._publish(self.pipeline.finish(time.time()))
+                    break
+                self._tick()
+        finally:
+            self.notifier.stopping()
+            self.source.close()
+            self._publish_status()
+            self.publisher.close()
+            self.notifier.close()
+
+    def _publish(self, results: list[WindowResult]) -> None:
+        for result in results:
+            message = self.publisher.publish_emotion(result)
+            if result.models:
+                self._inference_ms.append(result.inference_ms)
+            if self._echo is not None:
+                print(format_echo(message), file=self._echo, flush=True)
+
+    def _tick(self) -> None:
+        """Status on schedule or on a source state change; watchdog pings while alive."""
+        now = time.monotonic()
+        if self.source.state != self._last_state or now >= self._next_status:
+            self._publish_status()
+        if self.notifier.watchdog_seconds and now >= self._next_watchdog:
+            self.notifier.watchdog()
+            self._next_watchdog = now + self.notifier.watchdog_seconds / 2
+
+    def _publish_status(self) -> None:
+        timings = np.array(self._inference_ms) if self._inference_ms else np.zeros(1)
+        p50, p99 = np.percentile(timings, [50, 99])
+        self.publisher.publish_status(
+            uptime_s=time.monotonic() - self._started,
+            source_name=self.source.name,
+            source_state=self.source.state,
+            overflows=self.source.overflows,
+            dropped_windows=self.pipeline.dropped_windows,
+            windows=self.pipeline.windows,
+            inference_p50_ms=float(p50),
+            inference_p99_ms=float(p99),
+            models=[model.name for model in self.pipeline.models],
+        )
+        self._last_state = self.source.state
+        self._next_status = time.monotonic() + self.config.publish.status_seconds
+
+
+def serve(config: Config) -> None:
+    """Runs the daemon in the main thread until SIGTERM, SIGINT or the end of a file source.
+
+    Raises one of USER_ERRORS for problems found while starting.
+    """
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        _LOGGER.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    daemon = Daemon(config)
+    daemon.run(stop)

@@ -1,0 +1,242 @@
+"""Windows -> features -> models -> speech gate and smoothing -> one result per window.
+
+``Pipeline`` takes audio in blocks of any size and computes each frame's features once, as its
+samples arrive; every hop it classifies the newest window with each model. ``classify_clip``
+runs the same pipeline over a whole clip, so offline results equal what the daemon publishes
+for the same audio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamer.config import ConfigError, PipelineConfig
+from streamer.features import FeatureExtractor, FrameFeatures, StreamingFeatures, hop_frames_for
+from streamer.models import ModelError, TFLiteModel
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """What one model said about one window."""
+
+    label: str
+    """The most probable label."""
+    probabilities: dict[str, float]
+    """Probability of every label, unsmoothed."""
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """The pipeline's verdict on one window of audio."""
+
+    index: int
+    """Window number since the stream started, counting dropped windows."""
+    start: float
+    """Stream time of the window's first sample (seconds since the source started)."""
+    end: float
+    """Stream time just after the window's last sample (seconds)."""
+    captured_at: float
+    """Unix time at which the window's last sample became available (seconds)."""
+    speech: bool
+    """Whether enough of the window is voiced to be judged."""
+    label: str | None
+    """Smoothed combined label; None without speech or below the confidence threshold."""
+    confidence: float
+    """Smoothed combined probability of ``label`` (of the leading label when ``label`` is None
+    for low confidence; 0 without speech)."""
+    models: dict[str, ModelOutput]
+    """Each model's raw output; empty when the window has no speech (models are not run)."""
+    level_db: float
+    """Loudest frame RMS level in the window (dB full scale)."""
+    voiced_seconds: float
+    """Time in the window above the speech threshold (seconds)."""
+    inference_ms: float
+    """Time spent on this window's normalisation, models and smoothing (milliseconds)."""
+
+
+class Pipeline:
+    """Streaming classifier: push blocks of samples, get a result every hop.
+
+    Results do not depend on the block size: blocks are split at window boundaries, and frame
+    features are computed once each, from the samples alone.
+    """
+
+    def __init__(self, models: list[TFLiteModel], config: PipelineConfig) -> None:
+        """``models`` share one FeatureSpec and one label set (order may differ)."""
+        if not models:
+            raise ModelError("no model to run")
+        self.models = models
+        self.config = config
+        self.spec = models[0].metadata.features
+        self.labels = models[0].labels
+        for model in models[1:]:
+            if model.metadata.features != self.spec:
+                raise ModelError(f"{model.path}: feature parameters differ from {models[0].path}")
+            if set(model.labels) != set(self.labels):
+                raise ModelError(f"{model.path}: labels differ from those of {models[0].path}")
+        # Each model's output reordered into self.labels order.
+        self._orders = [np.array([m.labels.index(label) for label in self.labels]) for m in models]
+        try:
+            self.hop_frames = hop_frames_for(self.spec, config.hop_seconds)
+        except ValueError as error:
+            raise ConfigError(f"config key 'pipeline.hop_seconds': {error}") from None
+        self.extractor = FeatureExtractor(self.spec)
+        self._streaming = StreamingFeatures(self.extractor)
+        self._samples_in = 0
+        self._next_end_frame = self.spec.n_frames
+        self._window_index = 0
+        self._smoothed: np.ndarray | None = None
+        self._label_index: int | None = None
+        self._min_voiced_frames = (
+            config.min_speech_seconds * self.spec.sample_rate / self.spec.hop_length
+        )
+        self.windows = 0
+        """Windows classified."""
+        self.dropped_windows = 0
+        """Windows skipped because a live source got ahead of the pipeline."""
+
+    @property
+    def hop_seconds(self) -> float:
+        return self.hop_frames * self.spec.hop_length / self.spec.sample_rate
+
+    @property
+    def stream_seconds(self) -> float:
+        """Audio pushed so far (seconds)."""
+        return self._samples_in / self.spec.sample_rate
+
+    def _boundary(self) -> int:
+        """Samples needed to complete the next window."""
+        return (self._next_end_frame - 1) * self.spec.hop_length + self.spec.n_fft
+
+    def push(
+        self, samples: np.ndarray, captured_at: float, newest_only: bool = False
+    ) -> list[WindowResult]:
+        """Adds samples ((n,) float32 at the models' rate); returns results of windows completed.
+
+        ``captured_at`` is the Unix time of the newest sample. With ``newest_only`` (a live
+        source that got ahead), only the newest completed window is classified; the others are
+        counted in ``dropped_windows``.
+        """
+        samples = np.asarray(samples, np.float32)
+        results: list[WindowResult] = []
+        pending: tuple[FrameFeatures, int, float] | None = None
+        position = 0
+        while position < len(samples):
+            take = min(len(samples) - position, self._boundary() - self._samples_in)
+            self._streaming.push(samples[position : position + take])
+            position += take
+            self._samples_in += take
+            if self._samples_in < self._boundary():
+                continue
+            window_captured_at = captured_at - (len(samples) - position) / self.spec.sample_rate
+            window = (self._streaming.window(), self._next_end_frame, window_captured_at)
+            self._next_end_frame += self.hop_frames
+            if newest_only:
+                if pending is not None:
+                    self.dropped_windows += 1
+                    self._window_index += 1
+                pending = window
+            else:
+                results.append(self._classify(*window))
+        if pending is not None:
+            results.append(self._classify(*pending))
+        return results
+
+    def finish(self, captured_at: float) -> list[WindowResult]:
+        """At the end of a stream shorter than one window, classifies it padded with silence.
+
+        This is how ``FeatureExtractor.windows`` treats a short clip, so a short file still
+        yields one result.
+        """
+        if self._window_index > 0 or self._samples_in == 0:
+            return []
+        padding = np.zeros(self._boundary() - self._samples_in, np.float32)
+        return self.push(padding, captured_at + len(padding) / self.spec.sample_rate)
+
+    def _classify(self, window: FrameFeatures, end_frame: int, captured_at: float) -> WindowResult:
+        started = time.perf_counter()
+        spec = self.spec
+        level = window.mfcc_energy[:, -1]
+        voiced_frames = int(np.count_nonzero(level > self.config.speech_threshold_db))
+        speech = voiced_frames > 0 and voiced_frames >= self._min_voiced_frames
+        outputs: dict[str, ModelOutput] = {}
+        label: str | None = None
+        confidence = 0.0
+        if speech:
+            combined = np.zeros(len(self.labels), np.float32)
+            for model, order in zip(self.models, self._orders, strict=True):
+                model_input = self.extractor.normalise(window.get(model.metadata.model_input))
+                probabilities = model.predict(model_input)[order]
+                combined += probabilities
+                outputs[model.name] = ModelOutput(
+                    self.labels[int(np.argmax(probabilities))],
+                    {name: float(p) for name, p in zip(self.labels, probabilities, strict=True)},
+                )
+            label, confidence = self._smooth(combined / len(self.models))
+        else:
+            # Each utterance is judged afresh, not biased by the one before the pause.
+            self._smoothed = None
+            self._label_index = None
+        start_sample = (end_frame - spec.n_frames) * spec.hop_length
+        end_sample = (end_frame - 1) * spec.hop_length + spec.n_fft
+        result = WindowResult(
+            index=self._window_index,
+            start=start_sample / spec.sample_rate,
+            end=end_sample / spec.sample_rate,
+            captured_at=captured_at,
+            speech=speech,
+            label=label,
+            confidence=confidence,
+            models=outputs,
+            level_db=float(level.max()),
+            voiced_seconds=voiced_frames * spec.hop_length / spec.sample_rate,
+            inference_ms=(time.perf_counter() - started) * 1000.0,
+        )
+        self._window_index += 1
+        self.windows += 1
+        return result
+
+    def _smooth(self, probabilities: np.ndarray) -> tuple[str | None, float]:
+        """Label and confidence after the moving average, hysteresis and confidence threshold."""
+        alpha = self.config.smoothing
+        if self._smoothed is None:
+            self._smoothed = probabilities
+        else:
+            self._smoothed = alpha * probabilities + (1.0 - alpha) * self._smoothed
+        leader = int(np.argmax(self._smoothed))
+        current = self._label_index
+        if current is None or self._smoothed[leader] >= self._smoothed[current] + (
+            self.config.hysteresis
+        ):
+            current = leader
+        self._label_index = current
+        confidence = float(self._smoothed[current])
+        if confidence < self.config.confidence_threshold:
+            return None, confidence
+        return self.labels[current], confidence
+
+
+def classify_clip(
+    audio: np.ndarray,
+    models: list[TFLiteModel],
+    hop_seconds: float = 0.5,
+    config: PipelineConfig | None = None,
+) -> list[WindowResult]:
+    """Classifies a whole clip window by window, exactly as the daemon would stream it.
+
+    ``audio`` is (samples,) float32 at the models' sample rate (``streamer.audio.read_audio``
+    gives that). ``config`` supplies the gate and smoothing settings (defaults if None); its
+    ``hop_seconds`` is replaced by the argument. Times in the results are seconds into the clip:
+    ``captured_at`` equals ``end``. A clip shorter than one window yields one padded window.
+    """
+    base = config or PipelineConfig(models=tuple(m.name for m in models))
+    pipeline = Pipeline(models, dataclasses.replace(base, hop_seconds=hop_seconds))
+    duration = len(audio) / pipeline.spec.sample_rate
+    return pipeline.push(audio, captured_at=duration) + pipeline.finish(duration)

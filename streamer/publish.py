@@ -1,0 +1,150 @@
+"""Publishing results over ZeroMQ: the message schema, sequence numbers and status messages.
+
+The only module that touches zmq. Every message is two frames, ``[topic, json]``, with topic
+``emotion`` (one per window) or ``status`` (every few seconds and on source state changes). The
+schema is ``streamer/schema/message.schema.json`` and ``docs/messages.md``. Sends never block:
+a subscriber that cannot keep up loses messages beyond the send high-water mark, and sees the
+gap in ``seq``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from importlib import resources
+from typing import Any
+
+import zmq
+
+from streamer.pipeline import WindowResult
+
+_LOGGER = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+TOPIC_EMOTION = b"emotion"
+TOPIC_STATUS = b"status"
+# Long enough to hand queued messages to connected peers, short enough to exit within 1 s.
+_LINGER_MS = 300
+
+
+class PublishError(Exception):
+    """The socket cannot be bound; the message names the address."""
+
+
+def message_schema() -> dict[str, Any]:
+    """The JSON Schema every published message satisfies."""
+    text = resources.files("streamer").joinpath("schema/message.schema.json").read_text()
+    return json.loads(text)
+
+
+def emotion_message(result: WindowResult, seq: int, published_at: float) -> dict[str, Any]:
+    """The ``emotion`` message for one window result."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "type": "emotion",
+        "seq": seq,
+        "captured_at": result.captured_at,
+        "published_at": published_at,
+        "window": {"start": result.start, "end": result.end},
+        "speech": result.speech,
+        "label": result.label,
+        "confidence": result.confidence,
+        "models": {
+            name: {"label": output.label, "probabilities": output.probabilities}
+            for name, output in result.models.items()
+        },
+        "latency_ms": max(0.0, (published_at - result.captured_at) * 1000.0),
+        "inference_ms": result.inference_ms,
+        "level_db": result.level_db,
+    }
+
+
+def status_message(
+    seq: int,
+    published_at: float,
+    uptime_s: float,
+    source_name: str,
+    source_state: str,
+    overflows: int,
+    dropped_windows: int,
+    windows: int,
+    inference_p50_ms: float,
+    inference_p99_ms: float,
+    models: list[str],
+) -> dict[str, Any]:
+    """The ``status`` message: health of the daemon since it started."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "type": "status",
+        "seq": seq,
+        "published_at": published_at,
+        "uptime_s": uptime_s,
+        "source": {"name": source_name, "state": source_state},
+        "overflows": overflows,
+        "dropped_windows": dropped_windows,
+        "windows": windows,
+        "inference_ms": {"p50": inference_p50_ms, "p99": inference_p99_ms},
+        "models": models,
+    }
+
+
+def format_echo(message: dict[str, Any]) -> str:
+    """One readable line for an ``emotion`` message, as ``serve --echo`` prints it."""
+    span = f"{message['window']['start']:7.2f}-{message['window']['end']:6.2f} s"
+    if not message["speech"]:
+        return f"{span}  (no speech)"
+    label = message["label"] or "(unsure)"
+    models = ", ".join(
+        f"{name} {output['label']} {output['probabilities'][output['label']]:.2f}"
+        for name, output in message["models"].items()
+    )
+    return f"{span}  {label:<10} {message['confidence']:.2f}  [{models}]"
+
+
+class Publisher:
+    """A bound PUB socket with per-topic sequence numbers."""
+
+    def __init__(self, bind: str, send_hwm: int) -> None:
+        """Binds ``bind`` (tcp:// or ipc://); raises PublishError naming it if that fails."""
+        self.bind = bind
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.PUB)
+        self._socket.setsockopt(zmq.SNDHWM, send_hwm)
+        self._socket.setsockopt(zmq.LINGER, _LINGER_MS)
+        try:
+            self._socket.bind(bind)
+        except zmq.ZMQError as error:
+            self.close()
+            if error.errno == zmq.EADDRINUSE:
+                raise PublishError(f"{bind}: address already in use") from None
+            raise PublishError(f"{bind}: cannot bind ({error.strerror})") from None
+        self._seq = {TOPIC_EMOTION: 0, TOPIC_STATUS: 0}
+        self.unsent = 0
+        """Messages the socket refused outright (normally 0: PUB drops silently at the HWM)."""
+        _LOGGER.info("publishing on %s", bind)
+
+    def _send(self, topic: bytes, message: dict[str, Any]) -> None:
+        payload = json.dumps(message, separators=(",", ":")).encode("utf-8")
+        try:
+            self._socket.send_multipart([topic, payload], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.unsent += 1
+        self._seq[topic] += 1
+
+    def publish_emotion(self, result: WindowResult) -> dict[str, Any]:
+        """Sends the ``emotion`` message for ``result``; returns it."""
+        message = emotion_message(result, self._seq[TOPIC_EMOTION], time.time())
+        self._send(TOPIC_EMOTION, message)
+        return message
+
+    def publish_status(self, **fields: Any) -> dict[str, Any]:
+        """Sends a ``status`` message built by ``status_message`` from ``fields``; returns it."""
+        message = status_message(self._seq[TOPIC_STATUS], time.time(), **fields)
+        self._send(TOPIC_STATUS, message)
+        return message
+
+    def close(self) -> None:
+        """Closes the socket, giving queued messages up to the linger time to leave."""
+        self._socket.close()
+        self._context.term()
