@@ -18,13 +18,16 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from streamer.client import Emotion, Event, Quiet, Status, Subscriber
+from streamer.client import Emotion, Event, ModelOutput, Quiet, Status, Subscriber
 
 TIMELINE_LENGTH = 60
 """Windows shown in the timeline (30 s at the default 0.5 s hop)."""
 BAR_WIDTH = 24
 """Characters of a full probability bar."""
 SILENCE_MARK = "·"
+UNSURE = "(unsure)"
+"""Timeline entry for speech whose label fell below the daemon's confidence threshold."""
+UNSURE_MARK = "?"
 LABEL_COLOURS = {
     "anger": "red",
     "angry": "red",
@@ -56,10 +59,12 @@ class MonitorState:
     """Monotonic time of the last message, None before the first."""
     emotion: Emotion | None = None
     """Newest emotion message."""
+    bars: dict[str, ModelOutput] = field(default_factory=dict)
+    """Model outputs of the newest window that had them (the daemon runs no model on silence)."""
     status: Status | None = None
     """Newest status message."""
     timeline: deque[str | None] = field(default_factory=lambda: deque(maxlen=TIMELINE_LENGTH))
-    """Labels of recent windows, oldest first; None for silence."""
+    """Labels of recent windows, oldest first; None for silence, UNSURE for unsure speech."""
     labels: list[str] = field(default_factory=list)
     """Every label seen so far, in the order the models report them."""
     missed_emotions: int = 0
@@ -87,7 +92,12 @@ class MonitorState:
         if event.restarted:
             self.timeline.clear()
         self.emotion = event
-        self.timeline.append(event.label if event.speech else None)
+        if event.models:
+            self.bars = event.models
+        if not event.speech:
+            self.timeline.append(None)
+        else:
+            self.timeline.append(UNSURE if event.label is None else event.label)
         seen = [label for output in event.models.values() for label in output.probabilities]
         for label in [*seen, event.label]:
             if label is not None and label not in self.labels:
@@ -145,6 +155,9 @@ def _headline(state: MonitorState, now: float) -> Text:
         return Text("Connected; waiting for the first window.", style="bold")
     if not emotion.speech:
         headline = Text("silence", style="bold grey50")
+    elif emotion.label is None:
+        headline = Text("UNSURE", style="bold")
+        headline.append(f"  (leading label {emotion.confidence * 100:.0f}%)")
     else:
         headline = Text(f"{(emotion.label or '?').upper()}", style=f"bold {_colour(emotion.label)}")
         headline.append(f"  {emotion.confidence * 100:.0f}%", style="bold")
@@ -155,15 +168,14 @@ def _headline(state: MonitorState, now: float) -> Text:
 
 
 def _bars(state: MonitorState) -> Table:
-    emotion = state.emotion
-    assert emotion is not None
+    current = state.emotion is not None and bool(state.emotion.models)
     table = Table(box=None, pad_edge=False, show_edge=False)
-    table.add_column("emotion")
-    for name, output in emotion.models.items():
+    table.add_column("emotion" if current else "last speech")
+    for name, output in state.bars.items():
         table.add_column(f"{name} → {output.label}")
     for label in state.labels:
         cells: list[RenderableType] = [Text(label, style=_colour(label))]
-        for output in emotion.models.values():
+        for output in state.bars.values():
             cells.append(_bar(output.probabilities.get(label, 0.0), _colour(label)))
         table.add_row(*cells)
     return table
@@ -176,9 +188,11 @@ def _timeline(state: MonitorState) -> Group:
     for label in state.timeline:
         if label is None:
             line.append(SILENCE_MARK.ljust(width), style="grey50")
+        elif label == UNSURE:
+            line.append(UNSURE_MARK.ljust(width))
         else:
             line.append(short.get(label, "?").ljust(width), style=_colour(label))
-    legend = Text(f"{SILENCE_MARK} silence", style="grey50")
+    legend = Text(f"{SILENCE_MARK} silence  {UNSURE_MARK} unsure", style="grey50")
     for label, abbreviation in short.items():
         legend.append(f"  {abbreviation} {label}", style=_colour(label))
     title = Text(f"timeline: last {len(state.timeline)} windows, newest right", style="bold")
@@ -222,8 +236,10 @@ def render(state: MonitorState, now: float | None = None) -> RenderableType:
     """The whole screen for ``state``; ``now`` is monotonic time (for tests)."""
     now = time.monotonic() if now is None else now
     parts: list[RenderableType] = [_headline(state, now)]
+    if state.bars:
+        parts += [Text(), _bars(state)]
     if state.emotion is not None:
-        parts += [Text(), _bars(state), Text(), _timeline(state)]
+        parts += [Text(), _timeline(state)]
     parts += [Text(), _daemon(state, now)]
     return Panel(
         Group(*parts),

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 
+import jsonschema
 import pytest
 import zmq
 
@@ -18,6 +19,7 @@ from streamer.client import (
     Subscriber,
     parse_message,
 )
+from streamer.publish import message_schema
 
 
 def emotion_message(seq: int, label: str | None = "anger", speech: bool = True) -> dict:
@@ -33,10 +35,13 @@ def emotion_message(seq: int, label: str | None = "anger", speech: bool = True) 
         "speech": speech,
         "label": label if speech else None,
         "confidence": 0.75,
+        # The daemon runs no model on a window without speech.
         "models": {
             "cnn": {"label": "anger", "probabilities": {"anger": 0.8, "neutral": 0.2}},
             "lstm": {"label": "anger", "probabilities": {"anger": 0.7, "neutral": 0.3}},
-        },
+        }
+        if speech
+        else {},
         "latency_ms": 48.5,
     }
 
@@ -88,6 +93,12 @@ def join(publisher: zmq.Socket, subscriber: Subscriber) -> Status:
             assert isinstance(event, Status)
             return event
     raise AssertionError("the subscriber never received a message")
+
+
+def test_the_messages_these_tests_send_follow_the_daemon_schema():
+    schema = message_schema()
+    for message in (emotion_message(3), emotion_message(4, speech=False), status_message(5)):
+        jsonschema.validate(message, schema)
 
 
 def test_emotion_and_status_arrive_as_typed_events(publisher):

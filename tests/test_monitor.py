@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def emotion_event(seq: int, label: str | None, **changes) -> Emotion:
+    """A parsed emotion message; label None makes it a silent window."""
     message = emotion_message(seq, label=label or "anger", speech=label is not None)
     event = parse_message(b"emotion", json.dumps(message).encode())
     return Emotion(**{**event.__dict__, **changes})
@@ -43,6 +44,20 @@ def test_state_counts_gaps_and_restarts_and_keeps_a_timeline():
     state.update(emotion_event(0, "fear", restarted=True), now=4.0)
     assert state.restarts == 1
     assert list(state.timeline) == ["fear"]
+
+
+def test_silence_keeps_the_last_speech_bars_and_unsure_speech_is_marked():
+    state = MonitorState("tcp://127.0.0.1:1")
+    state.update(emotion_event(1, "anger"), now=1.0)
+    state.update(emotion_event(2, None, models={}), now=2.0)
+    state.update(emotion_event(3, None, speech=True, confidence=0.3), now=3.0)
+    screen = screen_text(state, 3.5)
+    assert "UNSURE  (leading label 30%)" in screen
+    assert "cnn → anger" in screen
+    assert _line_with(screen, "timeline") and "A·?" in screen
+    state.update(emotion_event(4, None, models={}), now=4.0)
+    screen = screen_text(state, 4.5)
+    assert "silence" in screen and "last speech" in screen and "80%" in screen
 
 
 def test_the_screen_says_when_data_is_stale():
