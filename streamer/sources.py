@@ -355,3 +355,60 @@ def open_source(config: SourceConfig, sample_rate: int) -> AudioSource:
     if not path.is_file():
         raise SourceError(f"{path}: no such audio file (or use mic, mic:NAME_OR_INDEX)")
     return WavFile(path, sample_rate, config.block_size, realtime=not config.fast)
+
+
+# Rates `emostream devices` probes: the models' rate and the usual hardware rates.
+_PROBED_RATES = (8000, 16000, 22050, 32000, 44100, 48000, 96000)
+
+
+@dataclass(frozen=True)
+class InputDevice:
+    """An audio input PortAudio offers, for ``emostream devices``."""
+
+    index: int
+    """PortAudio device index (usable as ``mic:INDEX``)."""
+    name: str
+    """Device name (a unique part of it is usable as ``mic:NAME``)."""
+    host_api: str
+    """Audio system behind the device: ALSA, PulseAudio, Core Audio, ..."""
+    channels: int
+    """Maximum input channels."""
+    default_rate: int
+    """The device's default sample rate (hertz)."""
+    rates: tuple[int, ...]
+    """Rates among the common ones the device accepts for mono float32 capture (hertz)."""
+    default: bool
+    """Whether it is the default input ("mic" without a name)."""
+
+
+def list_input_devices() -> list[InputDevice]:
+    """Every input device with the rates it accepts; raises SourceError if PortAudio fails."""
+    try:
+        devices = list(sd.query_devices())
+        host_apis = [api["name"] for api in sd.query_hostapis()]
+        default_index = sd.default.device[0]
+    except sd.PortAudioError as error:
+        raise SourceError(f"cannot list audio devices ({error})") from None
+    found = []
+    for index, info in enumerate(devices):
+        if info["max_input_channels"] < 1:
+            continue
+        rates = []
+        for rate in _PROBED_RATES:
+            try:
+                sd.check_input_settings(device=index, samplerate=rate, channels=1, dtype="float32")
+            except (sd.PortAudioError, ValueError):
+                continue
+            rates.append(rate)
+        found.append(
+            InputDevice(
+                index=index,
+                name=info["name"],
+                host_api=host_apis[info["hostapi"]],
+                channels=int(info["max_input_channels"]),
+                default_rate=round(info["default_samplerate"]),
+                rates=tuple(rates),
+                default=index == default_index,
+            )
+        )
+    return found
