@@ -44,10 +44,16 @@ class Daemon:
         """
         self.config = config
         self._echo = echo if echo is not None else (sys.stdout if config.publish.echo else None)
-        models = load_models(config.pipeline.model_dir, config.pipeline.models)
-        self.pipeline = Pipeline(models, config.pipeline)
-        self.source: AudioSource = open_source(config.source, self.pipeline.spec.sample_rate)
+        # Bound first: a busy address fails at once, and subscribers can connect while the
+        # models load instead of missing the first messages.
         self.publisher = Publisher(config.publish.bind, config.publish.send_hwm)
+        try:
+            models = load_models(config.pipeline.model_dir, config.pipeline.models)
+            self.pipeline = Pipeline(models, config.pipeline)
+            self.source: AudioSource = open_source(config.source, self.pipeline.spec.sample_rate)
+        except BaseException:
+            self.publisher.close()
+            raise
         self.notifier = Notifier()
         self._inference_ms: collections.deque[float] = collections.deque(maxlen=_TIMING_HISTORY)
         self._started = time.monotonic()

@@ -92,8 +92,9 @@ class Pipeline:
         self._samples_in = 0
         self._next_end_frame = self.spec.n_frames
         self._window_index = 0
-        self._smoothed: np.ndarray | None = None
-        self._label_index: int | None = None
+        self.smoother = LabelSmoother(
+            self.labels, config.smoothing, config.hysteresis, config.confidence_threshold
+        )
         self._min_voiced_frames = (
             config.min_speech_seconds * self.spec.sample_rate / self.spec.hop_length
         )
@@ -179,11 +180,10 @@ class Pipeline:
                     self.labels[int(np.argmax(probabilities))],
                     {name: float(p) for name, p in zip(self.labels, probabilities, strict=True)},
                 )
-            label, confidence = self._smooth(combined / len(self.models))
+            label, confidence = self.smoother.update(combined / len(self.models))
         else:
             # Each utterance is judged afresh, not biased by the one before the pause.
-            self._smoothed = None
-            self._label_index = None
+            self.smoother.reset()
         start_sample = (end_frame - spec.n_frames) * spec.hop_length
         end_sample = (end_frame - 1) * spec.hop_length + spec.n_fft
         result = WindowResult(
@@ -203,22 +203,48 @@ class Pipeline:
         self.windows += 1
         return result
 
-    def _smooth(self, probabilities: np.ndarray) -> tuple[str | None, float]:
-        """Label and confidence after the moving average, hysteresis and confidence threshold."""
-        alpha = self.config.smoothing
-        if self._smoothed is None:
-            self._smoothed = probabilities
+
+class LabelSmoother:
+    """Turns a stream of probability vectors into a label that does not flap.
+
+    An exponential moving average damps single-window noise; hysteresis keeps the current
+    label until another one leads it by a margin; below the confidence threshold the label is
+    withheld (None) rather than guessed.
+    """
+
+    def __init__(
+        self,
+        labels: tuple[str, ...],
+        smoothing: float,
+        hysteresis: float,
+        confidence_threshold: float,
+    ) -> None:
+        """``smoothing`` is the newest vector's weight in the average (1: no smoothing)."""
+        self.labels = labels
+        self.smoothing = smoothing
+        self.hysteresis = hysteresis
+        self.confidence_threshold = confidence_threshold
+        self._average: np.ndarray | None = None
+        self._current: int | None = None
+
+    def reset(self) -> None:
+        """Forgets the history, as after a pause in speech."""
+        self._average = None
+        self._current = None
+
+    def update(self, probabilities: np.ndarray) -> tuple[str | None, float]:
+        """Label and confidence after adding ``probabilities`` ((n_labels,), in label order)."""
+        if self._average is None:
+            self._average = np.asarray(probabilities, np.float32)
         else:
-            self._smoothed = alpha * probabilities + (1.0 - alpha) * self._smoothed
-        leader = int(np.argmax(self._smoothed))
-        current = self._label_index
-        if current is None or self._smoothed[leader] >= self._smoothed[current] + (
-            self.config.hysteresis
-        ):
+            self._average = self.smoothing * probabilities + (1.0 - self.smoothing) * self._average
+        leader = int(np.argmax(self._average))
+        current = self._current
+        if current is None or self._average[leader] >= self._average[current] + self.hysteresis:
             current = leader
-        self._label_index = current
-        confidence = float(self._smoothed[current])
-        if confidence < self.config.confidence_threshold:
+        self._current = current
+        confidence = float(self._average[current])
+        if confidence < self.confidence_threshold:
             return None, confidence
         return self.labels[current], confidence
 

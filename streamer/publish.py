@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 from importlib import resources
 from typing import Any
@@ -102,6 +104,24 @@ def format_echo(message: dict[str, Any]) -> str:
     return f"{span}  {label:<10} {message['confidence']:.2f}  [{models}]"
 
 
+def _ipc_in_use(path: str) -> bool:
+    """Whether a process listens on the Unix socket ``path``.
+
+    ZeroMQ silently takes over an ipc path another daemon is bound to, so ask first; a file
+    nobody answers on is a leftover, which binding replaces.
+    """
+    if not os.path.exists(path):
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 class Publisher:
     """A bound PUB socket with per-topic sequence numbers."""
 
@@ -113,6 +133,8 @@ class Publisher:
         self._socket.setsockopt(zmq.SNDHWM, send_hwm)
         self._socket.setsockopt(zmq.LINGER, _LINGER_MS)
         try:
+            if bind.startswith("ipc://") and _ipc_in_use(bind[len("ipc://") :]):
+                raise zmq.ZMQError(zmq.EADDRINUSE)
             self._socket.bind(bind)
         except zmq.ZMQError as error:
             self.close()

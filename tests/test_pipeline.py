@@ -1,0 +1,179 @@
+"""The streaming pipeline gives the offline answer, whatever the block size, and gates silence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from daemon_support import shipped_model_dir
+
+from streamer.audio import read_audio
+from streamer.config import ConfigError, PipelineConfig
+from streamer.models import ModelError, load_models
+from streamer.pipeline import LabelSmoother, Pipeline, classify_clip
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_models(shipped_model_dir(), ("cnn", "lstm"))
+
+
+@pytest.fixture(scope="module")
+def speech(models, test_clips) -> np.ndarray:
+    """All committed clips back to back, then 3 s of digital silence: (samples,) float32."""
+    rate = models[0].metadata.features.sample_rate
+    clips = [read_audio(clip, rate) for clip in test_clips]
+    return np.concatenate([*clips, np.zeros(3 * rate, np.float32)])
+
+
+def stream(models, audio, block_size, config=None, newest_only=False):
+    pipeline = Pipeline(models, config or PipelineConfig())
+    results = []
+    for start in range(0, len(audio), block_size):
+        results += pipeline.push(audio[start : start + block_size], 0.0, newest_only)
+    return pipeline, results
+
+
+def probabilities(result, model):
+    return np.array(list(result.models[model].probabilities.values()))
+
+
+def test_streamed_windows_equal_the_offline_computation(models, speech):
+    """Each window's model outputs equal those of whole-clip features within 0.02."""
+    _, results = stream(models, speech, 1024)
+    extractor = Pipeline(models, PipelineConfig()).extractor
+    offline = extractor.windows(speech, 0.5)
+    assert len(results) == len(offline) == 1 + (len(speech) - 31872) // 8000
+    compared = 0
+    for result, window in zip(results, offline, strict=True):
+        assert result.end - result.start == pytest.approx(1.992)
+        for model in models:
+            if model.name not in result.models:
+                continue
+            expected = model.predict(extractor.normalise(window.get(model.metadata.model_input)))
+            expected = expected[[model.labels.index(label) for label in models[0].labels]]
+            # Features agree to 1e-3 dB (test_features); after int8 quantization of the input
+            # that can move one input step, hence a tolerance well above float rounding.
+            np.testing.assert_allclose(probabilities(result, model.name), expected, atol=0.02)
+            compared += 1
+    assert compared >= 2 * (len(results) - 6)
+
+
+@pytest.mark.parametrize("block_size", [512, 1600, 7])
+def test_results_do_not_depend_on_the_capture_block_size(models, speech, block_size):
+    _, reference = stream(models, speech, 1024)
+    _, results = stream(models, speech, block_size)
+    assert [r.label for r in results] == [r.label for r in reference]
+    assert [r.speech for r in results] == [r.speech for r in reference]
+    for result, expected in zip(results, reference, strict=True):
+        assert (result.start, result.end) == (expected.start, expected.end)
+        for name in expected.models:
+            np.testing.assert_allclose(
+                probabilities(result, name), probabilities(expected, name), atol=0.02
+            )
+
+
+def test_silence_is_published_as_no_speech(models, speech):
+    _, results = stream(models, speech, 1024)
+    rate = 16000
+    silent = [r for r in results if r.start * rate >= len(speech) - 3 * rate]
+    assert silent, "no window lies wholly in the trailing silence"
+    for result in silent:
+        assert not result.speech and result.label is None and result.models == {}
+    assert all(r.speech for r in results if r.end * rate <= len(speech) - 3 * rate)
+
+
+def test_quiet_room_noise_is_not_speech_but_the_same_noise_loud_is(models):
+    noise = np.random.default_rng(1).normal(0, 1, 32000).astype(np.float32)
+    quiet = classify_clip(noise * 10 ** (-65 / 20), models)  # -65 dBFS RMS
+    loud = classify_clip(noise * 10 ** (-20 / 20), models)  # -20 dBFS RMS
+    assert [r.speech for r in quiet] == [False]
+    assert [r.speech for r in loud] == [True]
+
+
+def test_each_model_reports_probabilities_that_sum_to_one(models, speech):
+    results = classify_clip(speech, models)
+    labels = set(models[0].labels)
+    spoken = [r for r in results if r.speech]
+    assert spoken
+    for result in spoken:
+        assert set(result.models) == {"cnn", "lstm"}
+        for output in result.models.values():
+            assert set(output.probabilities) == labels
+            assert sum(output.probabilities.values()) == pytest.approx(1.0, abs=0.02)
+            assert output.label == max(output.probabilities, key=output.probabilities.get)
+        assert 0.0 <= result.confidence <= 1.0
+
+
+def test_one_model_alone_reports_only_itself(models, speech):
+    config = PipelineConfig(models=("lstm",))
+    results = classify_clip(speech, [models[1]], config=config)
+    assert {name for r in results for name in r.models} == {"lstm"}
+
+
+def test_a_live_source_that_got_ahead_classifies_only_the_newest_window(models, speech):
+    pipeline, results = stream(models, speech, len(speech), newest_only=True)
+    total = 1 + (len(speech) - 31872) // 8000
+    assert len(results) == 1 and pipeline.dropped_windows == total - 1
+    assert results[0].index == total - 1
+    assert results[0].end == pytest.approx((31872 + (total - 1) * 8000) / 16000)
+
+
+def test_window_capture_time_is_that_of_its_last_sample(models, speech):
+    pipeline = Pipeline(models, PipelineConfig())
+    block = speech[:38000]
+    (result,) = pipeline.push(block, captured_at=1000.0)
+    # The first window ends at sample 31872; the block's newest sample is 38000.
+    assert result.captured_at == pytest.approx(1000.0 - (38000 - 31872) / 16000)
+
+
+def test_a_short_clip_yields_one_padded_window(models, test_clips):
+    audio = read_audio(test_clips[0], 16000)[:12000]
+    results = classify_clip(audio, models)
+    assert len(results) == 1 and results[0].speech
+
+
+def test_classify_clip_uses_the_hop_it_is_given(models, speech):
+    assert len(classify_clip(speech, models, hop_seconds=1.0)) == 1 + (len(speech) - 31872) // 16000
+
+
+def test_a_hop_that_is_not_whole_frames_is_a_config_error_naming_the_key(models):
+    with pytest.raises(ConfigError, match="pipeline.hop_seconds"):
+        Pipeline(models, PipelineConfig(hop_seconds=0.33))
+
+
+def test_smoothing_holds_a_label_through_a_single_contrary_window():
+    smoother = LabelSmoother(
+        ("angry", "sad"), smoothing=0.5, hysteresis=0.1, confidence_threshold=0.3
+    )
+    angry, sad = np.array([0.9, 0.1]), np.array([0.2, 0.8])
+    labels = [smoother.update(p)[0] for p in (angry, angry, sad, angry, sad, sad, sad)]
+    assert labels == ["angry", "angry", "angry", "angry", "angry", "sad", "sad"]
+
+
+def test_hysteresis_needs_the_margin_to_switch():
+    smoother = LabelSmoother(
+        ("angry", "sad"), smoothing=1.0, hysteresis=0.2, confidence_threshold=0
+    )
+    assert smoother.update(np.array([0.6, 0.4]))[0] == "angry"
+    assert smoother.update(np.array([0.45, 0.55]))[0] == "angry"  # leads by 0.1 < 0.2
+    assert smoother.update(np.array([0.35, 0.65]))[0] == "sad"  # leads by 0.3
+
+
+def test_below_the_confidence_threshold_the_label_is_withheld():
+    smoother = LabelSmoother(("a", "b", "c"), smoothing=1.0, hysteresis=0, confidence_threshold=0.5)
+    label, confidence = smoother.update(np.array([0.4, 0.3, 0.3]))
+    assert label is None and confidence == pytest.approx(0.4)
+    assert smoother.update(np.array([0.7, 0.2, 0.1])) == ("a", pytest.approx(0.7))
+
+
+def test_models_with_different_labels_are_refused(models, tmp_path):
+    for name in ("cnn", "lstm"):
+        for suffix in (".tflite", ".json"):
+            source = models[0].path.parent / f"{name}{suffix}"
+            (tmp_path / source.name).write_bytes(source.read_bytes())
+    metadata = (tmp_path / "lstm.json").read_text()
+    first = models[1].labels[0]
+    (tmp_path / "lstm.json").write_text(metadata.replace(f'"{first}"', '"bored"', 1))
+    renamed = load_models(tmp_path, ("cnn", "lstm"))
+    with pytest.raises(ModelError, match="labels differ"):
+        Pipeline(renamed, PipelineConfig())

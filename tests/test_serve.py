@@ -1,0 +1,192 @@
+"""`emostream serve` as users run it: a file through the daemon to a real ZeroMQ subscriber."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+
+import jsonschema
+import numpy as np
+import pytest
+import soundfile as sf
+from daemon_support import (
+    ROOT,
+    emostream_command,
+    ipc_address,
+    receive,
+    serve,
+    shipped_model_dir,
+    subscribe,
+)
+
+from streamer.audio import read_audio
+from streamer.models import load_models
+from streamer.pipeline import classify_clip
+from streamer.publish import message_schema
+
+
+def serve_command() -> list[str]:
+    return [*emostream_command(), "serve"]
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    return shipped_model_dir()
+
+
+@pytest.fixture(scope="module")
+def conversation(test_clips, tmp_path_factory):
+    """The committed clips with 1.5 s pauses and 3 s of trailing silence, as a 16 kHz WAV."""
+    pause = np.zeros(24000, np.float32)
+    parts = []
+    for clip in test_clips:
+        parts += [read_audio(clip, 16000), pause]
+    path = tmp_path_factory.mktemp("audio") / "conversation.wav"
+    sf.write(path, np.concatenate([*parts, np.zeros(48000, np.float32)]), 16000)
+    return path
+
+
+def ended(topic: str, message: dict) -> bool:
+    return topic == "status" and message["source"]["state"] == "ended"
+
+
+def test_a_file_streams_end_to_end_and_equals_offline_classification(
+    model_dir, conversation, tmp_path
+):
+    address = ipc_address(tmp_path)
+    subscriber = subscribe(address)
+    daemon = serve(
+        "--source", str(conversation), "--fast", "--bind", address, "--models-dir", str(model_dir)
+    )
+    messages = receive(subscriber, ended, timeout=60)
+    assert daemon.wait(10) == 0, daemon.stderr.read()
+    schema = message_schema()
+    for _, message in messages:
+        jsonschema.validate(message, schema)
+    emotions = [m for t, m in messages if t == "emotion"]
+    statuses = [m for t, m in messages if t == "status"]
+    assert [m["seq"] for m in emotions] == list(range(len(emotions)))
+    assert [m["seq"] for m in statuses] == list(range(statuses[0]["seq"], statuses[-1]["seq"] + 1))
+    assert statuses[-1]["windows"] == len(emotions) and statuses[-1]["dropped_windows"] == 0
+    assert statuses[-1]["models"] == ["cnn", "lstm"]
+
+    models = load_models(model_dir, ("cnn", "lstm"))
+    offline = classify_clip(read_audio(conversation, 16000), models)
+    assert len(emotions) == len(offline)
+    for message, result in zip(emotions, offline, strict=True):
+        assert message["window"] == {"start": result.start, "end": result.end}
+        assert (message["speech"], message["label"]) == (result.speech, result.label)
+        assert set(message["models"]) == set(result.models)
+        for name, output in result.models.items():
+            assert message["models"][name]["probabilities"] == pytest.approx(
+                output.probabilities, abs=1e-4
+            )
+    assert any(m["speech"] for m in emotions) and not emotions[-1]["speech"]
+    subscriber.close()
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_daemon_within_one_second_with_exit_status_zero(
+    model_dir, conversation, tmp_path, stop_signal
+):
+    address = ipc_address(tmp_path)
+    subscriber = subscribe(address)
+    daemon = serve("--source", str(conversation), "--bind", address, "--models-dir", str(model_dir))
+    first = receive(subscriber, lambda topic, m: topic == "emotion", timeout=15)
+    assert first and first[-1][0] == "emotion", daemon.stderr.read() if daemon.poll() else ""
+    started = time.monotonic()
+    daemon.send_signal(stop_signal)
+    status = daemon.wait(5)
+    elapsed = time.monotonic() - started
+    assert status == 0 and elapsed < 1.0, (status, elapsed)
+    final = receive(subscriber, ended, timeout=1)
+    assert final and ended(*final[-1])
+    assert "Traceback" not in daemon.stderr.read()
+    subscriber.close()
+
+
+def test_the_readme_demo_prints_a_label_line_and_ends_with_the_clip(model_dir, tmp_path):
+    command = ["--source", "tests/data/03a01Wa.wav", "--echo", "--bind", ipc_address(tmp_path)]
+    if model_dir != ROOT / "models":
+        command += ["--models-dir", str(model_dir)]
+    started = time.monotonic()
+    daemon = subprocess.run(
+        [*serve_command(), *command], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    elapsed = time.monotonic() - started
+    assert daemon.returncode == 0, daemon.stderr
+    lines = daemon.stdout.splitlines()
+    assert len(lines) == 1 and "0.00-  1.99 s" in lines[0]
+    labels = load_models(model_dir, ("cnn",))[0].labels
+    assert any(label in lines[0] for label in labels)
+    assert 2.0 <= elapsed < 2.0 + 3.0  # real-time pace; startup and shutdown in the rest
+
+
+def test_sd_notify_reports_ready_watchdog_and_stopping(model_dir, tmp_path):
+    notify_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.settimeout(10)
+    env = {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "200000"}
+    clip = ROOT / "tests" / "data" / "03a02Ta.wav"
+    daemon = serve(
+        "--source",
+        str(clip),
+        "--bind",
+        ipc_address(tmp_path),
+        "--models-dir",
+        str(model_dir),
+        env=env,
+    )
+    received = []
+    while not received or "STOPPING=1" not in received[-1]:
+        received.append(listener.recv(4096).decode())
+    assert daemon.wait(5) == 0
+    assert "READY=1" in received[0] and f"MAINPID={daemon.pid}" in received[0]
+    watchdogs = sum("WATCHDOG=1" in r for r in received)
+    assert watchdogs >= 10  # every 0.1 s over a 2 s clip
+    listener.close()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "culprit"),
+    [
+        (["--models-dir", "/nonexistent/models"], "/nonexistent/models/cnn.tflite"),
+        (["--source", "mic:no-such-microphone"], "no-such-microphone"),
+        (["--source", "/nonexistent/clip.wav"], "/nonexistent/clip.wav"),
+        (["--hop", "0.33"], "pipeline.hop_seconds"),
+        (["--bind", "udp://127.0.0.1:1"], "publish.bind"),
+    ],
+)
+def test_user_errors_are_one_line_naming_the_culprit(model_dir, tmp_path, arguments, culprit):
+    command = ["--bind", ipc_address(tmp_path), "--models-dir", str(model_dir), *arguments]
+    daemon = subprocess.run(
+        [*serve_command(), *command], capture_output=True, text=True, timeout=30
+    )
+    assert daemon.returncode != 0
+    errors = [line for line in daemon.stderr.splitlines() if "INFO" not in line]
+    assert len(errors) == 1 and culprit in errors[0], daemon.stderr
+    assert "Traceback" not in daemon.stderr
+
+
+def test_a_busy_address_is_named(model_dir, tmp_path, test_clips):
+    address = ipc_address(tmp_path)
+    first = serve("--source", str(test_clips[0]), "--bind", address, "--models-dir", str(model_dir))
+    try:
+        subscriber = subscribe(address)
+        assert receive(subscriber, lambda topic, m: True, timeout=10)
+        second = subprocess.run(
+            [*serve_command(), "--source", str(test_clips[0]), "--bind", address],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode != 0
+        assert f"{address}: address already in use" in second.stderr
+        assert "Traceback" not in second.stderr
+        subscriber.close()
+    finally:
+        first.terminate()
+        first.wait(5)

@@ -1,0 +1,75 @@
+"""Settings come from defaults, then a TOML file, then overrides; bad keys are named."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from streamer.config import Config, ConfigError, PipelineConfig, SourceConfig, load_config
+
+
+def test_defaults_publish_on_loopback_with_both_models_every_half_second():
+    config = load_config(None, {})
+    assert config == Config()
+    assert config.publish.bind == "tcp://127.0.0.1:5556"
+    assert config.pipeline.models == ("cnn", "lstm") and config.pipeline.hop_seconds == 0.5
+
+
+def test_the_file_overrides_defaults_and_overrides_override_the_file(tmp_path):
+    path = tmp_path / "emostream.toml"
+    path.write_text(
+        '[pipeline]\nhop_seconds = 1\nmodels = ["cnn"]\nmodel_dir = "/srv/models"\n'
+        '[publish]\nbind = "ipc:///run/emostream.sock"\n'
+    )
+    config = load_config(path, {"pipeline": {"hop_seconds": 0.25}})
+    assert config.pipeline.hop_seconds == 0.25
+    assert config.pipeline.models == ("cnn",)
+    assert config.pipeline.model_dir == Path("/srv/models")
+    assert config.publish.bind == "ipc:///run/emostream.sock"
+    assert config.source == SourceConfig()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"pipeline": {"hop": 0.5}}, "unknown config key 'pipeline.hop'"),
+        ({"pipelines": {}}, "unknown config section 'pipelines'"),
+        ({"pipeline": {"hop_seconds": "fast"}}, "'pipeline.hop_seconds': expected float"),
+        ({"pipeline": {"smoothing": 0}}, "'pipeline.smoothing' must be in"),
+        ({"pipeline": {"models": ["rnn"]}}, "'pipeline.models' unknown model"),
+        ({"source": {"fast": "yes"}}, "'source.fast': expected bool"),
+        ({"publish": {"bind": "udp://1.2.3.4:5"}}, "'publish.bind' must start with"),
+    ],
+)
+def test_an_invalid_setting_is_one_line_naming_its_key(overrides, message):
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_config(None, overrides)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_broken_file_is_named(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[pipeline\n")
+    with pytest.raises(ConfigError, match="bad.toml: invalid TOML"):
+        load_config(path, {})
+    with pytest.raises(ConfigError, match="missing.toml: cannot read"):
+        load_config(tmp_path / "missing.toml", {})
+
+
+def test_every_setting_has_a_docstring_for_the_config_listing():
+    text = (Path(__file__).resolve().parent.parent / "streamer" / "config.py").read_text()
+    config = Config()
+    for section in dataclasses.fields(config):
+        for setting in dataclasses.fields(getattr(config, section.name)):
+            declaration = next(
+                line for line in text.splitlines() if line.strip().startswith(f"{setting.name}:")
+            )
+            following = text.split(declaration + "\n", 1)[1].lstrip()
+            assert following.startswith('"""'), f"{section.name}.{setting.name}: no docstring"
+
+
+def test_settings_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PipelineConfig().hop_seconds = 1.0  # type: ignore[misc]

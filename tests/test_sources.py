@@ -1,0 +1,80 @@
+"""Sources hand out float32 blocks at the models' rate; files replay in real time or at once."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from streamer.audio import read_audio
+from streamer.config import SourceConfig
+from streamer.sources import Microphone, SourceError, WavFile, open_source, resolve_input_device
+
+
+def drain(source, timeout: float = 0.5) -> list:
+    blocks = []
+    while source.state != "ended":
+        block = source.read(timeout)
+        if block is not None:
+            blocks.append(block)
+    return blocks
+
+
+@pytest.mark.parametrize("block_size", [512, 1600])
+def test_a_file_replays_every_sample_at_the_models_rate(test_clips, block_size):
+    with WavFile(test_clips[0], 16000, block_size, realtime=False) as source:
+        assert source.state == "running"
+        blocks = drain(source)
+    assert source.state == "ended"
+    assert all(len(b.samples) == block_size for b in blocks[:-1])
+    assert all(b.samples.dtype == np.float32 for b in blocks)
+    np.testing.assert_array_equal(
+        np.concatenate([b.samples for b in blocks]), read_audio(test_clips[0], 16000)
+    )
+
+
+def test_a_file_in_real_time_takes_as_long_as_it_lasts(tmp_path):
+    path = tmp_path / "tone.wav"
+    tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(0, 0.8, 1 / 48000))
+    sf.write(path, tone, 48000)
+    started = time.monotonic()
+    with WavFile(path, 16000, 1024, realtime=True) as source:
+        blocks = drain(source, timeout=0.1)
+    elapsed = time.monotonic() - started
+    assert sum(len(b.samples) for b in blocks) == 12800  # resampled 48 kHz -> 16 kHz
+    assert 0.75 <= elapsed <= 1.2
+    # Each block is handed out when its last sample would have been heard.
+    gaps = np.diff([b.captured_at for b in blocks])
+    assert np.median(gaps) == pytest.approx(1024 / 16000, abs=0.02)
+
+
+def test_open_source_names_the_missing_file(tmp_path):
+    with pytest.raises(SourceError, match="nothing.wav: no such audio file"):
+        open_source(SourceConfig(source=str(tmp_path / "nothing.wav")), 16000)
+
+
+def test_an_unreadable_file_is_named_when_the_source_starts(tmp_path):
+    path = tmp_path / "text.wav"
+    path.write_text("not audio")
+    source = open_source(SourceConfig(source=str(path)), 16000)
+    with pytest.raises(SourceError, match="text.wav: unreadable audio"):
+        source.start()
+
+
+def test_mic_sources_are_parsed_from_the_source_setting():
+    assert open_source(SourceConfig(source="mic"), 16000).device is None
+    named = open_source(SourceConfig(source="mic:USB Audio", device_rate=48000), 16000)
+    assert isinstance(named, Microphone)
+    assert named.device == "USB Audio" and named.device_rate == 48000
+    assert named.name == "mic:USB Audio"
+
+
+def test_an_unknown_device_is_an_error_naming_it():
+    with pytest.raises(SourceError, match="no input device matching 'no-such-microphone'"):
+        resolve_input_device("no-such-microphone")
+    with pytest.raises(SourceError, match="no input device with index 999"):
+        resolve_input_device(999)
+    with pytest.raises(SourceError, match="no-such-microphone"):
+        Microphone("no-such-microphone", 16000).start()
