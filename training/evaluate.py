@@ -1,0 +1,397 @@
+"""Evaluation protocols, metrics and reports.
+
+- ``speaker``: speaker-independent folds (RAVDESS 5 folds of 4 actors, Emo-DB and other small
+  corpora leave-one-speaker-out, TESS train on one speaker and test on the other). Augmentation is
+  added after the split, for training utterances only. These are the figures we stand behind.
+- ``random``: a stratified random 80/20 split of utterances, augmentation after the split.
+- ``leaky``: the seed notebook's protocol, for contrast: augmented copies are made first, then all
+  windows are split at random, so the test set holds copies of training utterances (and the same
+  speakers). Scored per window, as the notebook did.
+
+Utterance-level scores average the window probabilities of each utterance, as the daemon's
+smoothing does over a spoken sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streamer.features import FeatureSpec
+from streamer.models import TFLiteModel
+from training.architectures import MODEL_INPUT
+from training.corpora import NATIVE_POLICY, Utterance, corpus_dir, labels, load_corpus
+from training.dataset import ORIGINAL, WindowSet, build_windows
+from training.export import export_model
+from training.train import TrainConfig, fit, subset_per_speaker
+
+_LOGGER = logging.getLogger(__name__)
+
+PROTOCOLS = ("speaker", "random", "leaky")
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Which utterances train and which test, by index into the corpus's utterance list."""
+
+    name: str
+    train: np.ndarray
+    test: np.ndarray
+
+
+def speaker_folds(corpus: str, utterances: list[Utterance]) -> list[Fold]:
+    """Speaker-independent folds: RAVDESS 5 × 4 actors, otherwise leave one speaker out."""
+    speaker_of = np.array([u.speaker for u in utterances])
+    ordered = sorted(set(speaker_of))
+    if corpus == "ravdess" or len(ordered) > 10:
+        size = 4 if corpus == "ravdess" else int(np.ceil(len(ordered) / 5))
+        groups = [ordered[i : i + size] for i in range(0, len(ordered), size)]
+    else:
+        groups = [[speaker] for speaker in ordered]
+    folds = []
+    for group in groups:
+        held_out = np.isin(speaker_of, group)
+        name = "+".join(s.split(":", 1)[1] for s in group)
+        folds.append(Fold(name, np.flatnonzero(~held_out), np.flatnonzero(held_out)))
+    return folds
+
+
+def random_fold(utterances: list[Utterance], seed: int = 0, test_share: float = 0.2) -> Fold:
+    """One stratified random split of utterances (speakers appear on both sides)."""
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(utterances))
+    train, test = train_test_split(
+        indices, test_size=test_share, random_state=seed, stratify=[u.label for u in utterances]
+    )
+    return Fold("random", np.sort(train), np.sort(test))
+
+
+def scores(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict:
+    """Unweighted accuracy (mean recall over classes), weighted accuracy, macro-F1, loss, confusion."""
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
+
+    predicted = probabilities.argmax(axis=1)
+    present = np.arange(len(classes))
+    true_probability = probabilities[np.arange(len(y_true)), y_true]
+    return {
+        "unweighted_accuracy": float(balanced_accuracy_score(y_true, predicted)),
+        "weighted_accuracy": float(np.mean(predicted == y_true)),
+        "macro_f1": float(
+            f1_score(y_true, predicted, labels=present, average="macro", zero_division=0)
+        ),
+        "loss": float(-np.mean(np.log(np.clip(true_probability, 1e-7, 1.0)))),
+        "confusion": confusion_matrix(y_true, predicted, labels=present).tolist(),
+        "n": int(len(y_true)),
+    }
+
+
+def _per_utterance(
+    window_probabilities: np.ndarray, owners: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    utterances = np.unique(owners)
+    averaged = np.stack([window_probabilities[owners == u].mean(axis=0) for u in utterances])
+    return utterances, averaged
+
+
+def _int8_probabilities(
+    name: str,
+    model,
+    train_inputs: np.ndarray,
+    test_inputs: np.ndarray,
+    classes: list[str],
+    spec: FeatureSpec,
+) -> np.ndarray:
+    """Probabilities of the exported int8 model, run through the daemon's own TFLite loader."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = export_model(Path(directory), name, model, train_inputs, classes, spec, {})
+        tflite = TFLiteModel(path, spec)
+        return np.stack([tflite.predict(x) for x in test_inputs])
+
+
+def evaluate_fold(
+    fold: Fold,
+    original: WindowSet,
+    augmented: list[WindowSet],
+    utterance_labels: np.ndarray,
+    classes: list[str],
+    model_names: tuple[str, ...],
+    spec: FeatureSpec,
+    config: TrainConfig,
+) -> dict:
+    """Trains each model on the fold's training utterances (plus their augmented copies) and
+    scores float and int8 versions on the held-out utterances, and the int8 ensemble."""
+    train = WindowSet.concat(
+        [original.select(fold.train)] + [a.select(fold.train) for a in augmented]
+    )
+    test = original.select(fold.test)
+    train_labels = utterance_labels[train.utterance]
+    result: dict = {
+        "fold": fold.name,
+        "train_windows": len(train.utterance),
+        "test_utterances": len(np.unique(test.utterance)),
+        "models": {},
+    }
+    int8_probabilities = []
+    for name in model_names:
+        started = time.perf_counter()
+        model = fit(name, train, train_labels, len(classes), config)
+        model_input = MODEL_INPUT[name]
+        float_windows = model.predict(test.get(model_input)[..., None], verbose=0)
+        int8_windows = _int8_probabilities(
+            name, model, train.get(model_input), test.get(model_input), classes, spec
+        )
+        owners, float_probs = _per_utterance(float_windows, test.utterance)
+        _, int8_probs = _per_utterance(int8_windows, test.utterance)
+        truth = utterance_labels[owners]
+        result["models"][name] = {
+            "float": scores(truth, float_probs, classes),
+            "int8": scores(truth, int8_probs, classes),
+            "agreement": float(np.mean(float_probs.argmax(1) == int8_probs.argmax(1))),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        int8_probabilities.append(int8_probs)
+    if len(int8_probabilities) > 1:
+        result["models"]["ensemble"] = {
+            "int8": scores(truth, np.mean(int8_probabilities, axis=0), classes)
+        }
+    return result
+
+
+def evaluate_leaky(
+    original: WindowSet,
+    augmented: list[WindowSet],
+    utterance_labels: np.ndarray,
+    classes: list[str],
+    model_names: tuple[str, ...],
+    config: TrainConfig,
+    seed: int = 0,
+) -> dict:
+    """The seed's protocol: augment first, split windows at random 80/20, score windows."""
+    pooled = WindowSet.concat([original] + augmented)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(pooled.utterance))
+    cut = int(0.8 * len(order))
+    train_rows, test_rows = np.sort(order[:cut]), np.sort(order[cut:])
+    labels_of = utterance_labels[pooled.utterance]
+    result: dict = {
+        "fold": "leaky-random-windows",
+        "train_windows": len(train_rows),
+        "test_windows": len(test_rows),
+        "models": {},
+    }
+    for name in model_names:
+        x = pooled.get(MODEL_INPUT[name])
+        subset = WindowSet(
+            pooled.log_mel[train_rows],
+            pooled.mfcc_energy[train_rows],
+            pooled.utterance[train_rows],
+            [],
+        )
+        model = fit(name, subset, labels_of[train_rows], len(classes), config)
+        probabilities = model.predict(x[test_rows][..., None], verbose=0)
+        result["models"][name] = {"float": scores(labels_of[test_rows], probabilities, classes)}
+    return result
+
+
+def mean_scores(folds: list[dict]) -> dict:
+    """Mean of each figure over folds, per model and variant; confusion matrices summed."""
+    summary: dict = {}
+    for model, variants in folds[0]["models"].items():
+        summary[model] = {}
+        for variant in ("float", "int8"):
+            if variant not in variants:
+                continue
+            per_fold = [f["models"][model][variant] for f in folds]
+            summary[model][variant] = {
+                key: float(np.mean([s[key] for s in per_fold]))
+                for key in ("unweighted_accuracy", "weighted_accuracy", "macro_f1", "loss")
+            }
+            summary[model][variant]["confusion"] = np.sum(
+                [s["confusion"] for s in per_fold], axis=0
+            ).tolist()
+        if "agreement" in variants:
+            summary[model]["agreement"] = float(
+                np.mean([f["models"][model]["agreement"] for f in folds])
+            )
+    return summary
+
+
+def evaluate_corpus(
+    corpus: str,
+    protocol: str,
+    datasets: Path,
+    model_names: tuple[str, ...] = ("cnn", "lstm"),
+    spec: FeatureSpec | None = None,
+    config: TrainConfig | None = None,
+    folds_limit: int | None = None,
+    per_speaker: int | None = None,
+) -> dict:
+    """Runs one protocol on one corpus with its own classes; returns the report.
+
+    ``folds_limit`` and ``per_speaker`` shrink the run (first folds, utterances per speaker)
+    for quick checks; the published figures use neither.
+    """
+    spec = spec or FeatureSpec()
+    config = config or TrainConfig()
+    utterances = NATIVE_POLICY.apply(load_corpus(corpus, corpus_dir(datasets, corpus)))
+    if per_speaker is not None:
+        utterances = subset_per_speaker(utterances, per_speaker, config.seed)
+    classes = labels(utterances)
+    utterance_labels = np.array([classes.index(u.label) for u in utterances])
+    original = build_windows(utterances, spec, ORIGINAL)
+    augmented = [build_windows(utterances, spec, variant) for variant in config.augment]
+    started = time.perf_counter()
+    if protocol == "leaky":
+        folds = [
+            evaluate_leaky(original, augmented, utterance_labels, classes, model_names, config)
+        ]
+    else:
+        splits = (
+            speaker_folds(corpus, utterances)
+            if protocol == "speaker"
+            else [random_fold(utterances, config.seed)]
+        )
+        folds = []
+        for fold in splits[:folds_limit]:
+            folds.append(
+                evaluate_fold(
+                    fold, original, augmented, utterance_labels, classes, model_names, spec, config
+                )
+            )
+            _LOGGER.info(
+                "%s %s fold %s: %s",
+                corpus,
+                protocol,
+                fold.name,
+                {
+                    m: round(r.get("int8", r.get("float"))["unweighted_accuracy"], 3)
+                    for m, r in folds[-1]["models"].items()
+                },
+            )
+    return {
+        "corpus": corpus,
+        "protocol": protocol,
+        "labels": classes,
+        "utterances": len(utterances),
+        "speakers": sorted({u.speaker for u in utterances}),
+        "skipped_files": original.skipped,
+        "features": spec.to_dict(),
+        "training": config.to_dict(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "folds_limit": folds_limit,
+        "per_speaker": per_speaker,
+        "folds": folds,
+        "mean": mean_scores(folds),
+    }
+
+
+def write_report(report: dict, directory: Path) -> list[Path]:
+    """JSON, Markdown table and confusion-matrix PNGs of a report; returns the files written."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"{report['corpus']}-{report['protocol']}"
+    written = [directory / f"{stem}.json", directory / f"{stem}.md"]
+    written[0].write_text(json.dumps(report, indent=1) + "\n")
+    written[1].write_text(markdown_table(report))
+    written += _confusion_pngs(report, directory, stem)
+    return written
+
+
+def markdown_table(report: dict) -> str:
+    """The seed's table (Model | Loss | Accuracy), with our other figures beside it."""
+    metric = "window accuracy" if report["protocol"] == "leaky" else "UA"
+    lines = [
+        f"# {report['corpus']} — {report['protocol']} protocol"
+        + (
+            " (LEAKY: augmented copies of training clips are in the test set)"
+            if report["protocol"] == "leaky"
+            else ""
+        ),
+        "",
+        f"{len(report['folds'])} fold(s), {report['utterances']} utterances, "
+        f"labels: {', '.join(report['labels'])}. Mean over folds.",
+        "",
+        "| Model | Loss | Accuracy ("
+        + metric
+        + ") | Weighted accuracy | Macro-F1 | int8 agreement |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, variants in report["mean"].items():
+        for variant in ("float", "int8"):
+            if variant not in variants:
+                continue
+            s = variants[variant]
+            agreement = (
+                f"{variants['agreement']:.3f}"
+                if "agreement" in variants and variant == "int8"
+                else ""
+            )
+            lines.append(
+                f"| {model} ({variant}) | {s['loss']:.4f} | {100 * s['unweighted_accuracy']:.2f} % "
+                f"| {100 * s['weighted_accuracy']:.2f} % | {100 * s['macro_f1']:.2f} % | {agreement} |"
+            )
+    if len(report["folds"]) > 1:
+        models = list(report["folds"][0]["models"])
+        lines += [
+            "",
+            "Per fold (UA of the int8 models):",
+            "",
+            "| Fold | " + " | ".join(models) + " |",
+            "|---" * (len(models) + 1) + "|",
+        ]
+        for fold in report["folds"]:
+            cells = [
+                f"{100 * fold['models'][m]['int8']['unweighted_accuracy']:.1f} %" for m in models
+            ]
+            lines.append(f"| {fold['fold']} | " + " | ".join(cells) + " |")
+    best = report["mean"]
+    lines += ["", "Confusion (rows true, columns predicted; " + ", ".join(report["labels"]) + "):"]
+    for model, variants in best.items():
+        variant = "int8" if "int8" in variants else "float"
+        lines += ["", f"{model} ({variant}):", "", "```"]
+        lines += [" ".join(f"{n:5d}" for n in row) for row in variants[variant]["confusion"]]
+        lines += ["```"]
+    return "\n".join(lines) + "\n"
+
+
+def _confusion_pngs(report: dict, directory: Path, stem: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for model, variants in report["mean"].items():
+        variant = "int8" if "int8" in variants else "float"
+        matrix = np.array(variants[variant]["confusion"], dtype=float)
+        rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        figure, axes = plt.subplots(figsize=(6, 5))
+        axes.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        axes.set_xticks(range(len(report["labels"])), report["labels"], rotation=45, ha="right")
+        axes.set_yticks(range(len(report["labels"])), report["labels"])
+        for (i, j), count in np.ndenumerate(matrix):
+            axes.text(
+                j,
+                i,
+                int(count),
+                ha="center",
+                va="center",
+                color="white" if rates[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
+        axes.set_xlabel("predicted")
+        axes.set_ylabel("true")
+        axes.set_title(f"{report['corpus']} {report['protocol']}: {model} ({variant})")
+        figure.tight_layout()
+        path = directory / f"{stem}-{model}.png"
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        written.append(path)
+    return written

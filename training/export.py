@@ -1,0 +1,75 @@
+"""Full-integer int8 TFLite export, with the metadata the daemon checks before loading."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import numpy as np
+
+from streamer import __version__
+from streamer.features import FeatureSpec
+from streamer.models import ModelMetadata, metadata_path, model_path
+from training.architectures import MODEL_INPUT
+
+REPRESENTATIVE_WINDOWS = 300
+
+
+def to_int8_tflite(model, representative: np.ndarray, seed: int = 0) -> bytes:
+    """The model converted to int8 weights, activations, input and output.
+
+    ``representative`` holds training inputs ((windows, frames, columns) float32); a random
+    sample of them calibrates the activation ranges.
+    """
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(
+        len(representative), min(REPRESENTATIVE_WINDOWS, len(representative)), replace=False
+    )
+
+    def calibration():
+        for index in chosen:
+            yield [representative[index][None, ..., None].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = calibration
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def export_model(
+    directory: Path,
+    name: str,
+    model,
+    representative: np.ndarray,
+    labels: list[str],
+    spec: FeatureSpec,
+    training: dict,
+    metrics: dict | None = None,
+    keep_keras: bool = False,
+) -> Path:
+    """Writes ``NAME.tflite`` and ``NAME.json`` (and ``NAME.keras`` if asked) into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = model_path(directory, name)
+    path.write_bytes(to_int8_tflite(model, representative))
+    model_input = MODEL_INPUT[name]
+    metadata = ModelMetadata(
+        name=name,
+        model_input=model_input,
+        labels=tuple(labels),
+        features=spec,
+        input_shape=(1, spec.n_frames, spec.n_columns(model_input), 1),
+        training=training,
+        metrics=metrics or {},
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        emostream_version=__version__,
+    )
+    metadata_path(path).write_text(metadata.to_json())
+    if keep_keras:
+        model.save(directory / f"{name}.keras")
+    return path

@@ -1,0 +1,165 @@
+"""Fitting one model on windows of labelled utterances."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streamer.features import FeatureSpec
+from training.architectures import BUILDERS, MODEL_INPUT
+from training.corpora import (
+    SHIPPED_POLICY,
+    LabelPolicy,
+    Utterance,
+    corpus_dir,
+    labels,
+    load_corpus,
+    speakers,
+)
+from training.dataset import ORIGINAL, WindowSet, build_windows
+from training.export import export_model
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; saved in each model's metadata."""
+
+    epochs: int = 40
+    """Passes over the training windows (no early stopping: held-out speakers are for testing)."""
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    """Adam's initial rate, decayed by a cosine schedule to zero over the epochs."""
+    augment: tuple[str, ...] = ("pitch", "stretch", "noise")
+    """Augmentation variants added for the training utterances only."""
+    class_weighting: bool = True
+    """Weight classes inversely to their frequency (RAVDESS has half as many neutral clips)."""
+    label_smoothing: float = 0.05
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def configure_tensorflow(threads: int | None = None) -> None:
+    """Quiet, deterministic-enough TensorFlow on the cores we have."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    threads = threads or os.cpu_count() or 1
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # already initialised in this process: the first setting stands
+
+
+def fit(
+    name: str,
+    windows: WindowSet,
+    window_labels: np.ndarray,
+    n_classes: int,
+    config: TrainConfig,
+    verbose: int = 0,
+):
+    """A trained Keras model ``name`` ("cnn" or "lstm") for windows labelled 0..n_classes-1."""
+    configure_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    x = windows.get(MODEL_INPUT[name])[..., None]
+    model = BUILDERS[name](x.shape[1], x.shape[2], n_classes)
+    steps = config.epochs * int(np.ceil(len(x) / config.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    class_weight = None
+    if config.class_weighting:
+        counts = np.bincount(window_labels, minlength=n_classes).astype(float)
+        present = counts > 0
+        weights = np.where(present, len(window_labels) / (present.sum() * np.maximum(counts, 1)), 0)
+        class_weight = dict(enumerate(weights))
+    model.fit(
+        x,
+        keras.utils.to_categorical(window_labels, n_classes),
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        class_weight=class_weight,
+        shuffle=True,
+        verbose=verbose,
+    )
+    return model
+
+
+def train_models(
+    corpora: tuple[str, ...],
+    datasets: Path,
+    out_dir: Path,
+    model_names: tuple[str, ...] = ("cnn", "lstm"),
+    spec: FeatureSpec | None = None,
+    config: TrainConfig | None = None,
+    policy: LabelPolicy = SHIPPED_POLICY,
+    per_speaker: int | None = None,
+    keep_keras: bool = True,
+) -> list[Path]:
+    """Trains the models on every speaker of ``corpora`` and exports them into ``out_dir``.
+
+    ``per_speaker`` keeps only that many utterances of each speaker (for quick runs and CI).
+    """
+    spec = spec or FeatureSpec()
+    config = config or TrainConfig()
+    utterances: list[Utterance] = []
+    for corpus in corpora:
+        utterances += policy.apply(load_corpus(corpus, corpus_dir(datasets, corpus)))
+    if per_speaker is not None:
+        utterances = subset_per_speaker(utterances, per_speaker, config.seed)
+    classes = labels(utterances)
+    utterance_labels = np.array([classes.index(u.label) for u in utterances])
+    sets = [build_windows(utterances, spec, variant) for variant in (ORIGINAL, *config.augment)]
+    windows = WindowSet.concat(sets)
+    training = {
+        "corpora": list(corpora),
+        "speakers": speakers(utterances),
+        "utterances": len(utterances),
+        "windows": len(windows.utterance),
+        "skipped_files": len(windows.skipped),
+        "label_policy": {"merge": policy.merge, "drop": list(policy.drop)},
+        "config": config.to_dict(),
+    }
+    written = []
+    for name in model_names:
+        started = time.perf_counter()
+        model = fit(name, windows, utterance_labels[windows.utterance], len(classes), config)
+        training["seconds"] = round(time.perf_counter() - started, 1)
+        path = export_model(
+            out_dir,
+            name,
+            model,
+            windows.get(MODEL_INPUT[name]),
+            classes,
+            spec,
+            dict(training),
+            keep_keras=keep_keras,
+        )
+        _LOGGER.info("%s: trained in %.0f s, written to %s", name, training["seconds"], path)
+        written.append(path)
+    return written
+
+
+def subset_per_speaker(utterances: list[Utterance], count: int, seed: int = 0) -> list[Utterance]:
+    """At most ``count`` utterances of each speaker, chosen at random."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for speaker in speakers(utterances):
+        own = [u for u in utterances if u.speaker == speaker]
+        chosen += [own[i] for i in sorted(rng.permutation(len(own))[:count])]
+    return chosen
