@@ -74,7 +74,7 @@ def random_fold(utterances: list[Utterance], seed: int = 0, test_share: float = 
 
 
 def scores(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict:
-    """Unweighted accuracy (mean recall over classes), weighted accuracy, macro-F1, loss, confusion."""
+    """UA (mean recall over classes), weighted accuracy, macro-F1, loss and confusion matrix."""
     from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
 
     predicted = probabilities.argmax(axis=1)
@@ -328,15 +328,17 @@ def markdown_table(report: dict) -> str:
             if variant not in variants:
                 continue
             s = variants[variant]
-            agreement = (
-                f"{variants['agreement']:.3f}"
-                if "agreement" in variants and variant == "int8"
-                else ""
-            )
-            lines.append(
-                f"| {model} ({variant}) | {s['loss']:.4f} | {100 * s['unweighted_accuracy']:.2f} % "
-                f"| {100 * s['weighted_accuracy']:.2f} % | {100 * s['macro_f1']:.2f} % | {agreement} |"
-            )
+            agreement = variants.get("agreement") if variant == "int8" else None
+            cells = [
+                f"{model} ({variant})",
+                f"{s['loss']:.4f}",
+                *(
+                    f"{100 * s[k]:.2f} %"
+                    for k in ("unweighted_accuracy", "weighted_accuracy", "macro_f1")
+                ),
+                "" if agreement is None else f"{100 * agreement:.1f} %",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
     if len(report["folds"]) > 1:
         models = list(report["folds"][0]["models"])
         lines += [
