@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -91,8 +92,33 @@ def serve(
         raise click.ClickException(str(error)) from None
 
 
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="TOML settings file, read instead of /etc/emostream/emostream.toml and "
+    "~/.config/emostream/emostream.toml.",
+)
+
+
+def _effective_config(config_path: Path | None, overrides: dict[str, dict[str, Any]]) -> Any:
+    """Settings from the config files and ``overrides`` (None values dropped); one-line errors."""
+    from streamer.config import ConfigError
+    from streamer.config_paths import load_effective_config
+
+    given = {
+        section: {key: value for key, value in keys.items() if value is not None}
+        for section, keys in overrides.items()
+    }
+    try:
+        return load_effective_config(config_path, given)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
 @main.command()
-@click.argument("address", default="tcp://127.0.0.1:5556")
+@click.argument("address", required=False)
 @click.option(
     "--stale-after",
     type=click.FloatRange(min=0.5),
@@ -100,15 +126,149 @@ def serve(
     show_default=True,
     help="Seconds without a message before the screen says nothing is publishing.",
 )
-def monitor(address: str, stale_after: float) -> None:
-    """Live view of the stream at ADDRESS; reconnects when the daemon restarts."""
+@config_option
+def monitor(address: str | None, stale_after: float, config_path: Path | None) -> None:
+    """Live view of the stream at ADDRESS; reconnects when the daemon restarts.
+
+    ADDRESS defaults to where the configuration makes the daemon publish.
+    """
     # Imported here so that the monitor starts without loading the audio and model stack.
-    from streamer.client import ClientError
+    from streamer.client import ClientError, connect_address
     from streamer.monitor import run_monitor
 
+    if address is None:
+        address = connect_address(_effective_config(config_path, {}).config.publish.bind)
     try:
         run_monitor(address, stale_after=stale_after)
     except ClientError as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         pass
+
+
+@main.command("config")
+@config_option
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override one setting, as a command-line option would (repeatable).",
+)
+def show_config(config_path: Path | None, assignments: tuple[str, ...]) -> None:
+    """Print the effective configuration as TOML, naming the files it came from.
+
+    Precedence, lowest first: defaults, /etc/emostream/emostream.toml,
+    ~/.config/emostream/emostream.toml (or the --config file alone), then --set.
+    """
+    from streamer.config import ConfigError
+    from streamer.config_paths import parse_assignment, to_toml
+
+    overrides: dict[str, dict[str, Any]] = {}
+    try:
+        for assignment in assignments:
+            section, key, value = parse_assignment(assignment)
+            overrides.setdefault(section, {})[key] = value
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    effective = _effective_config(config_path, overrides)
+    files = ", ".join(map(str, effective.files)) or "none (defaults)"
+    click.echo(f"# emostream {__version__} effective configuration; files read: {files}")
+    click.echo(to_toml(effective.config), nl=False)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file, per line.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
+@click.option(
+    "--windows", is_flag=True, help="Also list every window (table and CSV; JSON always does)."
+)
+@click.option(
+    "--model",
+    type=click.Choice(["cnn", "lstm", "both"]),
+    default=None,
+    help="Models to run.  [default: both]",
+)
+@click.option("--hop", type=float, default=None, help="Seconds between windows.  [default: 0.5]")
+@click.option(
+    "--models-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Directory of NAME.tflite and NAME.json.  [default: the shipped models]",
+)
+@config_option
+def classify(
+    files: tuple[Path, ...],
+    as_json: bool,
+    as_csv: bool,
+    windows: bool,
+    model: str | None,
+    hop: float | None,
+    models_dir: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Label audio FILES offline, per file and per window, with the daemon's pipeline.
+
+    Unreadable files are named on standard error and skipped; the exit status is then 1.
+    """
+    from rich.console import Console
+
+    from streamer.classify import classify_files, csv_rows, json_line, probability_columns, table
+    from streamer.config import ConfigError
+    from streamer.models import ModelError, load_models
+
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    models = {"both": ("cnn", "lstm"), None: None}.get(model, (model,))
+    overrides = {"pipeline": {"models": models, "hop_seconds": hop, "model_dir": models_dir}}
+    settings = _effective_config(config_path, overrides).config.pipeline
+    results = []
+    skipped = []
+    try:
+        loaded = load_models(settings.model_dir, settings.models)
+        for outcome in classify_files(list(files), loaded, settings):
+            if isinstance(outcome, Exception):
+                click.echo(f"skipped {outcome}", err=True)
+                skipped.append(outcome)
+                continue
+            if as_json:
+                click.echo(json_line(outcome))
+            results.append(outcome)
+    except (ConfigError, ModelError) as error:
+        raise click.ClickException(str(error)) from None
+    if as_csv:
+        click.echo(csv_rows(results, probability_columns(loaded), windows), nl=False)
+    elif not as_json and results:
+        Console().print(table(results, windows))
+    if skipped:
+        raise click.ClickException(f"{len(skipped)} of {len(files)} files skipped (unreadable)")
+
+
+@main.command()
+def devices() -> None:
+    """List audio input devices and the sample rates each accepts."""
+    try:
+        from streamer.sources import SourceError, list_input_devices
+    except OSError as error:
+        # sounddevice raises OSError on import when the PortAudio library is missing.
+        raise click.ClickException(
+            f"PortAudio is not available ({error}); install it: sudo apt install libportaudio2"
+        ) from None
+    try:
+        found = list_input_devices()
+    except SourceError as error:
+        raise click.ClickException(str(error)) from None
+    if not found:
+        raise click.ClickException(
+            "no audio input device found: connect a microphone, or check that PulseAudio or "
+            "PipeWire runs and that this user may use audio (group 'audio')"
+        )
+    for device in found:
+        rates = ", ".join(str(rate) for rate in device.rates) or "none of the common rates"
+        marker = "*" if device.default else " "
+        click.echo(
+            f"{marker} {device.index:>2}  {device.name}  ({device.host_api}, "
+            f"{device.channels} ch, default {device.default_rate} Hz)  rates: {rates}"
+        )
+    click.echo("* default input; choose one with --source mic:INDEX or mic:NAME")

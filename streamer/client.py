@@ -41,6 +41,18 @@ _RESTART_TOLERANCE_S = 1.0
 """Drift of a daemon's computed start time that is still the same run (clock steps, rounding)."""
 
 
+def connect_address(bind: str) -> str:
+    """Address a local subscriber connects to for a daemon bound to ``bind``.
+
+    A wildcard bind (``tcp://*:5556``, ``tcp://0.0.0.0:5556``) is reached on the loopback
+    address; anything else is connected to as given.
+    """
+    for wildcard in ("tcp://*:", "tcp://0.0.0.0:"):
+        if bind.startswith(wildcard):
+            return "tcp://127.0.0.1:" + bind[len(wildcard) :]
+    return bind
+
+
 class ClientError(Exception):
     """The subscription cannot be set up; the message names the address."""
 

@@ -17,6 +17,7 @@ from streamer.client import (
     Quiet,
     Status,
     Subscriber,
+    connect_address,
     parse_message,
 )
 from streamer.publish import message_schema
@@ -246,3 +247,16 @@ def test_a_status_with_an_unknown_source_state_is_refused():
     message["source"]["state"] = "sleeping"
     with pytest.raises(MessageError, match="source.state 'sleeping'"):
         parse_message(b"status", json.dumps(message).encode())
+
+
+@pytest.mark.parametrize(
+    ("bind", "address"),
+    [
+        ("tcp://*:5556", "tcp://127.0.0.1:5556"),
+        ("tcp://0.0.0.0:6000", "tcp://127.0.0.1:6000"),
+        ("tcp://192.168.1.20:5556", "tcp://192.168.1.20:5556"),
+        ("ipc:///run/emostream/emostream.sock", "ipc:///run/emostream/emostream.sock"),
+    ],
+)
+def test_a_wildcard_bind_is_reached_on_loopback(bind, address):
+    assert connect_address(bind) == address
