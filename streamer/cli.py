@@ -92,6 +92,65 @@ def serve(
         raise click.ClickException(str(error)) from None
 
 
+@main.command()
+@click.argument("clips", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--models-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Directory of NAME.tflite (and NAME.keras for the naive path).  [default: the shipped]",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=10),
+    default=120.0,
+    show_default=True,
+    help="Speech (the CLIPS repeated) timed hop by hop and with serve --fast.",
+)
+@click.option(
+    "--naive-hops",
+    type=click.IntRange(min=5),
+    default=60,
+    show_default=True,
+    help="Hops timed on the slow naive path.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON instead.")
+def bench(
+    clips: tuple[Path, ...], models_dir: Path | None, seconds: float, naive_hops: int, as_json: bool
+) -> None:
+    """Time the daemon per hop on one core, against librosa + Keras predict (needs TensorFlow).
+
+    CLIPS are speech files (default: the clips in tests/data).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from streamer.bench import DEFAULT_CLIPS, report_json, report_rows, run_bench
+    from streamer.models import DEFAULT_MODEL_DIR, ModelError
+
+    speech = list(clips) or sorted(DEFAULT_CLIPS.glob("*.wav"))
+    if not speech:
+        raise click.ClickException("no clips given and none in tests/data")
+    try:
+        report = run_bench(models_dir or DEFAULT_MODEL_DIR, speech, seconds, naive_hops=naive_hops)
+    except ModelError as error:
+        raise click.ClickException(str(error)) from None
+    except ModuleNotFoundError as error:
+        raise click.ClickException(
+            f"the naive path needs {error.name}: pip install -e '.[train]'"
+        ) from None
+    if as_json:
+        click.echo(report_json(report))
+        return
+    table = Table(title=f"emostream bench (one core: cpu {report.cpu})")
+    for column in ("measure", "value", "goal"):
+        table.add_column(column)
+    for row in report_rows(report):
+        table.add_row(*row)
+    Console().print(table)
+    click.echo(f"naive path models: {report.naive_models}")
+
+
 config_option = click.option(
     "--config",
     "config_path",

@@ -1,0 +1,323 @@
+"""``emostream bench``: per-hop cost, speed, memory and start-up, against the naive path.
+
+The naive path is what a notebook does every hop: librosa recomputes the whole window's
+features, and Keras ``predict`` runs the float model. TensorFlow is imported only inside that
+path's function, so the daemon never loads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from streamer.audio import read_audio
+from streamer.config import PipelineConfig
+from streamer.features import FeatureSpec
+from streamer.models import TFLiteModel, load_models
+from streamer.pipeline import Pipeline
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_CLIPS = Path(__file__).resolve().parent.parent / "tests" / "data"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Summary of repeated measurements (milliseconds)."""
+
+    median_ms: float
+    p99_ms: float
+    count: int
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Timing:
+        values = np.array(seconds) * 1000.0
+        return cls(float(np.median(values)), float(np.percentile(values, 99)), len(values))
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """Everything ``emostream bench`` measures."""
+
+    hop_seconds: float
+    cpu: int | None
+    """Core the benchmark was pinned to (None: not pinned)."""
+    streaming: Timing
+    """Per hop: new frames' features, both models, smoothing (TFLite int8)."""
+    naive: Timing
+    """Per hop: librosa on the whole window, then Keras predict for each model."""
+    naive_models: str
+    """Where the naive path's Keras models came from."""
+    audio_seconds: float
+    """Length of the file ``serve --fast`` processed."""
+    serve_seconds: float
+    """Wall time of ``serve --fast`` on it, start-up included."""
+    peak_rss_mb: float
+    """Peak resident memory of that ``serve`` process (MiB)."""
+    first_label_seconds: float
+    """From starting ``serve --fast`` to receiving its first emotion message."""
+
+    @property
+    def speedup(self) -> float:
+        return self.naive.median_ms / self.streaming.median_ms
+
+    @property
+    def real_time_factor(self) -> float:
+        """Processing time per second of audio (below 1: faster than real time)."""
+        return self.serve_seconds / self.audio_seconds
+
+
+def pin_to_one_core() -> int | None:
+    """Restricts this process (and its children) to one CPU, so figures are per core."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpu = max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+def speech_audio(clips: list[Path], spec: FeatureSpec, seconds: float) -> np.ndarray:
+    """The clips back to back, repeated to ``seconds``: (samples,) float32 at the spec rate."""
+    parts = [read_audio(path, spec.sample_rate) for path in clips]
+    if not parts:
+        raise FileNotFoundError("no clips to benchmark with")
+    one_round = np.concatenate(parts)
+    repeats = int(np.ceil(seconds * spec.sample_rate / len(one_round)))
+    return np.tile(one_round, repeats)[: round(seconds * spec.sample_rate)]
+
+
+def time_streaming(models: list[TFLiteModel], audio: np.ndarray, hop_seconds: float) -> Timing:
+    """Per-hop time of the daemon's pipeline, fed one hop of audio at a time."""
+    pipeline = Pipeline(models, PipelineConfig(hop_seconds=hop_seconds))
+    hop = round(hop_seconds * pipeline.spec.sample_rate)
+    durations = []
+    for start in range(0, len(audio) - hop + 1, hop):
+        started = time.perf_counter()
+        results = pipeline.push(audio[start : start + hop], time.time())
+        elapsed = time.perf_counter() - started
+        # Count only hops that ran both models: silence skips them and would flatter the figure.
+        if results and len(results[-1].models) == len(models):
+            durations.append(elapsed)
+    return Timing.of(durations[1:])
+
+
+def time_naive(
+    models: list[TFLiteModel], model_dir: Path, audio: np.ndarray, hop_seconds: float, hops: int
+) -> tuple[Timing, str]:
+    """Per-hop time of librosa whole-window features plus Keras predict, and the models' origin."""
+    import librosa
+
+    keras_models, origin = _keras_models(models, model_dir)
+    spec = models[0].metadata.features
+    window = spec.window_samples
+    hop = round(hop_seconds * spec.sample_rate)
+    durations = []
+    for start in range(0, min(len(audio) - window, hops * hop) + 1, hop):
+        started = time.perf_counter()
+        samples = audio[start : start + window]
+        mel = librosa.feature.melspectrogram(
+            y=samples,
+            sr=spec.sample_rate,
+            n_fft=spec.n_fft,
+            hop_length=spec.hop_length,
+            center=False,
+            n_mels=spec.n_mels,
+            fmin=spec.fmin,
+            fmax=spec.fmax,
+        )
+        mel_db = librosa.power_to_db(mel, amin=spec.amin, top_db=None)
+        mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=spec.n_mfcc)
+        rms = librosa.feature.rms(
+            y=samples, frame_length=spec.n_fft, hop_length=spec.hop_length, center=False
+        )
+        rms_db = librosa.amplitude_to_db(rms, amin=np.sqrt(spec.amin), top_db=None)
+        inputs = {"log_mel": mel_db.T, "mfcc_energy": np.concatenate([mfcc, rms_db]).T}
+        for model, keras_model in zip(models, keras_models, strict=True):
+            x = inputs[model.metadata.model_input]
+            x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-3)
+            keras_model.predict(x[None, :, :, None], verbose=0)
+        durations.append(time.perf_counter() - started)
+    return Timing.of(durations[1:]), origin
+
+
+def _keras_models(models: list[TFLiteModel], model_dir: Path) -> tuple[list[Any], str]:
+    """The float Keras models beside the TFLite ones, else untrained stand-ins of that shape."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    paths = [Path(model_dir) / f"{model.name}.keras" for model in models]
+    if all(path.is_file() for path in paths):
+        try:
+            loaded = [keras.models.load_model(path, safe_mode=False) for path in paths]
+            return loaded, ", ".join(str(path) for path in paths)
+        except (ValueError, TypeError, NotImplementedError) as error:
+            reason = str(error).strip().splitlines()[0]
+            _LOGGER.warning("cannot load the Keras models (%s): timing stand-ins", reason)
+            origin = f"untrained stand-ins of the same architecture ({paths[0]}: {reason})"
+            return [_stand_in(model) for model in models], origin
+    return [_stand_in(model) for model in models], "untrained stand-ins of the same architecture"
+
+
+def _stand_in(model: TFLiteModel) -> Any:
+    """The architecture of training/architectures.py, untrained: the timing is what matters."""
+    import keras
+    from keras import layers
+
+    _, frames, columns, _ = model.metadata.input_shape
+    inputs = keras.Input((frames, columns, 1))
+    x = inputs
+    for _ in range(3 if model.name == "cnn" else 2):
+        x = layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling2D(2)(x)
+    if model.name == "cnn":
+        # The mean over time, as a pooling layer: same arithmetic, no Lambda to serialise.
+        x = layers.Flatten()(layers.AveragePooling2D((x.shape[1], 1))(x))
+    else:
+        x = layers.Reshape((x.shape[1], x.shape[2] * x.shape[3]))(x)
+        x = layers.LSTM(100, unroll=True)(x)
+    x = layers.Dense(128, activation="relu")(x)
+    outputs = layers.Softmax()(layers.Dense(len(model.labels))(x))
+    return keras.Model(inputs, outputs)
+
+
+def _emostream() -> list[str]:
+    script = shutil.which("emostream")
+    if script:
+        return [script]
+    return [sys.executable, "-c", "from streamer.cli import main; main()"]
+
+
+def time_serve(model_dir: Path, path: Path, socket_dir: Path) -> tuple[float, float]:
+    """Wall time (seconds) and peak RSS (MiB) of ``serve --fast`` on ``path``.
+
+    The peak is the child's own VmHWM, polled until it exits: ``ru_maxrss`` would count the
+    pages the child shared with this (much larger) process between fork and exec.
+    """
+    command = [*_emostream(), "serve", "--source", str(path), "--fast"]
+    command += ["--models-dir", str(model_dir), "--bind", f"ipc://{socket_dir / 'bench.sock'}"]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak_kib = 0
+    while process.poll() is None:
+        peak_kib = max(peak_kib, _peak_rss_kib(process.pid))
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"serve failed: {process.stderr.read().decode().strip()}")
+    return elapsed, peak_kib / 1024.0
+
+
+def _peak_rss_kib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def time_first_label(model_dir: Path, clip: Path, socket_dir: Path) -> float:
+    """Seconds from starting ``serve --fast`` on ``clip`` to its first emotion message."""
+    from streamer.client import Emotion, Subscriber
+
+    address = f"ipc://{socket_dir / 'first.sock'}"
+    command = [*_emostream(), "serve", "--source", str(clip), "--fast", "--bind", address]
+    command += ["--models-dir", str(model_dir)]
+    with Subscriber(address, topics=("emotion",), quiet_after=None) as subscriber:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while time.perf_counter() - started < 30.0:
+                if isinstance(subscriber.receive(timeout=0.01), Emotion):
+                    return time.perf_counter() - started
+        finally:
+            process.wait(10)
+    raise RuntimeError("serve published no emotion message within 30 s")
+
+
+def run_bench(
+    model_dir: Path,
+    clips: list[Path],
+    seconds: float = 120.0,
+    hop_seconds: float = 0.5,
+    naive_hops: int = 60,
+) -> BenchReport:
+    """Runs every measurement on one core and returns the figures."""
+    cpu = pin_to_one_core()
+    models = load_models(model_dir, ("cnn", "lstm"))
+    audio = speech_audio(clips, models[0].metadata.features, seconds)
+    rate = models[0].metadata.features.sample_rate
+    streaming = time_streaming(models, audio, hop_seconds)
+    naive, origin = time_naive(models, model_dir, audio, hop_seconds, naive_hops)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch_dir = Path(scratch)
+        long_file = scratch_dir / "long.wav"
+        sf.write(long_file, audio, rate)
+        serve_seconds, rss = time_serve(model_dir, long_file, scratch_dir)
+        first_label = time_first_label(model_dir, clips[0], scratch_dir)
+    return BenchReport(
+        hop_seconds=hop_seconds,
+        cpu=cpu,
+        streaming=streaming,
+        naive=naive,
+        naive_models=origin,
+        audio_seconds=len(audio) / rate,
+        serve_seconds=serve_seconds,
+        peak_rss_mb=rss,
+        first_label_seconds=first_label,
+    )
+
+
+def report_rows(report: BenchReport) -> list[tuple[str, str, str]]:
+    """(measure, value, goal) rows of the printed table."""
+    s, n = report.streaming, report.naive
+    return [
+        (
+            f"per hop ({report.hop_seconds} s), features + both models, median",
+            f"{s.median_ms:.2f} ms",
+            "<= 2 ms",
+        ),
+        ("per hop, p99", f"{s.p99_ms:.2f} ms", ""),
+        ("naive per hop (librosa + Keras predict), median", f"{n.median_ms:.1f} ms", ""),
+        ("naive per hop, p99", f"{n.p99_ms:.1f} ms", ""),
+        ("speed-up over the naive path (medians)", f"{report.speedup:.0f}x", ">= 20x"),
+        (
+            f"serve --fast on {report.audio_seconds:.0f} s of speech",
+            f"{report.serve_seconds:.2f} s (RTF {report.real_time_factor:.3f}, "
+            f"{1 / report.real_time_factor:.0f}x real time)",
+            "",
+        ),
+        ("peak RSS of serve", f"{report.peak_rss_mb:.0f} MiB", "<= 120 MB"),
+        (
+            "first label after start (serve --fast)",
+            f"{report.first_label_seconds:.2f} s",
+            "<= 1.5 s",
+        ),
+    ]
+
+
+def report_json(report: BenchReport) -> str:
+    values = dataclasses.asdict(report)
+    values["speedup"] = report.speedup
+    values["real_time_factor"] = report.real_time_factor
+    return json.dumps(values, indent=2)
