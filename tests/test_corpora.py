@@ -1,0 +1,120 @@
+"""Corpus loaders read speakers and emotions from file names, for every naming convention."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from streamer.features import FeatureSpec
+from training.corpora import (
+    SHIPPED_POLICY,
+    CorpusError,
+    corpus_dir,
+    labels,
+    load_corpus,
+    speakers,
+)
+from training.dataset import build_windows
+
+
+def _write_tone(path: Path, seconds: float = 2.5, rate: int = 16000) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 220 * t) * (t > 0.3), rate)
+
+
+def test_cremad_names_give_speaker_and_emotion(tmp_path):
+    for name in ("1001_DFA_ANG_XX", "1001_IEO_HAP_HI", "1091_TSI_NEU_XX", "1091_WSI_DIS_LO"):
+        _write_tone(tmp_path / "AudioWAV" / f"{name}.wav")
+    _write_tone(tmp_path / "AudioWAV" / "readme-clip.wav")
+    utterances = load_corpus("cremad", tmp_path)
+    assert [(u.speaker, u.label) for u in utterances] == [
+        ("cremad:1001", "angry"),
+        ("cremad:1001", "happy"),
+        ("cremad:1091", "neutral"),
+        ("cremad:1091", "disgust"),
+    ]
+
+
+def test_savee_names_work_with_and_without_speaker_prefix(tmp_path):
+    _write_tone(tmp_path / "ALL" / "DC_sa01.wav")
+    _write_tone(tmp_path / "ALL" / "JK_su12.flac")
+    _write_tone(tmp_path / "KL" / "a03.wav")
+    _write_tone(tmp_path / "KL" / "n30.wav")
+    found = {(u.speaker, u.label) for u in load_corpus("savee", tmp_path)}
+    assert found == {
+        ("savee:DC", "sad"),
+        ("savee:JK", "surprised"),
+        ("savee:KL", "angry"),
+        ("savee:KL", "neutral"),
+    }
+
+
+def test_a_folder_without_recordings_is_a_one_line_error(tmp_path):
+    with pytest.raises(CorpusError, match="no emodb recordings"):
+        load_corpus("emodb", tmp_path)
+    with pytest.raises(CorpusError, match="not found"):
+        load_corpus("emodb", tmp_path / "missing")
+
+
+def test_broken_audio_is_skipped_counted_and_named(tmp_path):
+    for name in ("03a01Wa", "03a01Nc", "08a01Ab"):
+        _write_tone(tmp_path / f"{name}.wav")
+    (tmp_path / "03a02Ta.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
+    utterances = load_corpus("emodb", tmp_path)
+    assert len(utterances) == 4
+    windows = build_windows(utterances, FeatureSpec(), cache_dir=tmp_path / "cache")
+    assert len(windows.skipped) == 1 and "03a02Ta.wav" in windows.skipped[0]
+    assert sorted(set(windows.utterance)) == [0, 1, 3]  # index 2 is the broken file (sorted)
+
+
+def test_feature_cache_is_reused_on_the_second_run(tmp_path):
+    _write_tone(tmp_path / "03a01Wa.wav")
+    utterances = load_corpus("emodb", tmp_path)
+    first = build_windows(utterances, FeatureSpec(), cache_dir=tmp_path / "cache")
+    cached = list((tmp_path / "cache").glob("*.npz"))
+    assert len(cached) == 1
+    second = build_windows(utterances, FeatureSpec(), cache_dir=tmp_path / "cache")
+    np.testing.assert_allclose(second.log_mel, first.log_mel, atol=2e-2)  # cached as float16
+
+
+@pytest.mark.corpus
+def test_shared_corpora_have_their_documented_speakers_and_emotions(datasets):
+    ravdess = load_corpus("ravdess", corpus_dir(datasets, "ravdess"))
+    tess = load_corpus("tess", corpus_dir(datasets, "tess"))
+    emodb = load_corpus("emodb", corpus_dir(datasets, "emodb"))
+    assert (len(ravdess), len(speakers(ravdess)), len(labels(ravdess))) == (1200, 20, 8)
+    assert (len(tess), speakers(tess), len(labels(tess))) == (2798, ["tess:OAF", "tess:YAF"], 7)
+    assert (len(emodb), len(speakers(emodb))) == (462, 8)
+    assert Counter(u.label for u in emodb) == {
+        "angry": 105,
+        "neutral": 71,
+        "bored": 68,
+        "happy": 65,
+        "fearful": 55,
+        "sad": 55,
+        "disgust": 43,
+    }
+    typo = [u for u in tess if u.path.stem == "OA_bite_neutral"]
+    assert [(u.speaker, u.label) for u in typo] == [("tess:OAF", "neutral")]
+
+
+@pytest.mark.corpus
+def test_shipped_label_policy_leaves_the_seven_emotions(datasets):
+    utterances = []
+    for corpus in ("ravdess", "tess", "emodb"):
+        utterances += SHIPPED_POLICY.apply(load_corpus(corpus, corpus_dir(datasets, corpus)))
+    assert labels(utterances) == [
+        "neutral",
+        "happy",
+        "sad",
+        "angry",
+        "fearful",
+        "disgust",
+        "surprised",
+    ]
+    assert len(utterances) == 1200 + 2798 + 462 - 68

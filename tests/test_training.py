@@ -1,0 +1,130 @@
+"""Training end to end on a small real subset: train, export int8, reload, predict, report.
+
+Checks that the machinery works, not accuracy (a few epochs on a few clips).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from streamer.audio import read_audio
+from streamer.cli import main
+from streamer.features import FeatureExtractor, FeatureSpec
+from streamer.models import TFLiteModel, load_models
+
+pytest.importorskip("tensorflow", reason="training needs the [train] extra")
+pytestmark = [pytest.mark.train, pytest.mark.corpus]
+
+
+@pytest.fixture(autouse=True)
+def private_feature_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def test_train_exports_int8_models_that_the_daemon_loader_accepts(datasets, tmp_path, test_clips):
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--corpus",
+            "emodb",
+            "--data",
+            str(datasets),
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "2",
+            "--per-speaker",
+            "4",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    models = load_models(tmp_path, ("cnn", "lstm"), FeatureSpec())
+    extractor = FeatureExtractor(FeatureSpec())
+    window = extractor.windows(read_audio(test_clips[0], 16000), 0.5)[0]
+    for model in models:
+        assert model.path.stat().st_size < 1_000_000
+        assert model.labels == ("neutral", "happy", "sad", "angry", "fearful", "disgust")
+        metadata = json.loads(model.path.with_suffix(".json").read_text())
+        assert metadata["training"]["corpora"] == ["emodb"]
+        assert len(metadata["training"]["speakers"]) == 8
+        assert metadata["emostream_version"] and metadata["created"]
+        probabilities = model.predict(extractor.normalise(window.get(model.metadata.model_input)))
+        assert probabilities.shape == (6,)
+        assert abs(probabilities.sum() - 1) < 0.05 and (probabilities >= 0).all()
+
+
+def test_int8_model_agrees_with_its_float_model_on_real_windows(datasets, tmp_path):
+    import keras
+
+    runner = CliRunner()
+    result = runner.invoke(
+        main,
+        [
+            "train",
+            "--corpus",
+            "emodb",
+            "--data",
+            str(datasets),
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "3",
+            "--per-speaker",
+            "6",
+            "--model",
+            "cnn",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    float_model = keras.saving.load_model(tmp_path / "cnn.keras")
+    int8_model = TFLiteModel(tmp_path / "cnn.tflite", FeatureSpec())
+    extractor = FeatureExtractor(FeatureSpec())
+    clips = sorted((datasets / "emodb" / "wav").glob("16*.wav"))[:12]
+    inputs = np.stack(
+        [
+            extractor.normalise(extractor.windows(read_audio(c, 16000), 0.5)[0].log_mel)
+            for c in clips
+        ]
+    )
+    expected = float_model.predict(inputs[..., None], verbose=0)
+    actual = np.stack([int8_model.predict(x) for x in inputs])
+    assert np.abs(actual - expected).max() < 0.1
+
+
+def test_evaluate_writes_json_markdown_and_confusion_pngs(datasets, tmp_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--corpus",
+            "emodb",
+            "--protocol",
+            "speaker",
+            "--data",
+            str(datasets),
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--folds",
+            "1",
+            "--per-speaker",
+            "5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "emodb-speaker.json").read_text())
+    fold = report["folds"][0]
+    assert fold["fold"] == "03" and fold["test_utterances"] == 5
+    for model in ("cnn", "lstm"):
+        scores = fold["models"][model]
+        assert 0 <= scores["int8"]["unweighted_accuracy"] <= 1
+        assert np.sum(scores["int8"]["confusion"]) == 5
+        assert (tmp_path / f"emodb-speaker-{model}.png").stat().st_size > 1000
+    assert "ensemble" in fold["models"]
+    assert "| cnn (int8) |" in (tmp_path / "emodb-speaker.md").read_text()
