@@ -299,7 +299,13 @@ def classify(
     if as_csv:
         click.echo(csv_rows(results, probability_columns(loaded), windows), nl=False)
     elif not as_json and results:
-        Console().print(table(results, windows))
+        console = Console()
+        view = table(results, windows)
+        if not console.is_terminal:
+            # Piped output is not cut to 80 columns: each row stays whole for grep and friends.
+            unlimited = console.options.update_width(10_000)
+            console = Console(width=console.measure(view, options=unlimited).maximum)
+        console.print(view)
     if skipped:
         raise click.ClickException(f"{len(skipped)} of {len(files)} files skipped (unreadable)")
 

@@ -1,0 +1,191 @@
+"""`emostream classify`: offline labels per file and per window, equal to what the daemon sends."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from daemon_support import (
+    emostream_command,
+    ipc_address,
+    receive,
+    serve,
+    shipped_model_dir,
+    subscribe,
+)
+
+from streamer.audio import read_audio
+from streamer.classify import summarise
+from streamer.pipeline import ModelOutput, WindowResult
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    return shipped_model_dir()
+
+
+def classify(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*emostream_command(), "classify", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def two_utterances(test_clips, tmp_path_factory):
+    """Two committed clips with a 1.5 s pause between them, as a 16 kHz WAV (5.5 s)."""
+    pause = np.zeros(24000, np.float32)
+    audio = np.concatenate(
+        [read_audio(test_clips[0], 16000), pause, read_audio(test_clips[1], 16000)]
+    )
+    path = tmp_path_factory.mktemp("audio") / "two.wav"
+    sf.write(path, audio, 16000)
+    return path
+
+
+def test_json_gives_one_object_per_file_with_label_confidence_and_each_model(model_dir, test_clips):
+    result = classify("--json", "--models-dir", str(model_dir), *map(str, test_clips))
+    assert result.returncode == 0, result.stderr
+    objects = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["file"] for o in objects] == [str(c) for c in test_clips]
+    for verdict in objects:
+        assert set(verdict["models"]) == {"cnn", "lstm"}
+        labels = set(verdict["models"]["cnn"]["probabilities"])
+        assert verdict["label"] in labels
+        for output in verdict["models"].values():
+            assert sum(output["probabilities"].values()) == pytest.approx(1.0, abs=0.02)
+            assert output["label"] == max(output["probabilities"], key=output["probabilities"].get)
+        mean = {
+            label: np.mean([o["probabilities"][label] for o in verdict["models"].values()])
+            for label in labels
+        }
+        assert verdict["label"] == max(mean, key=mean.get)
+        assert verdict["confidence"] == pytest.approx(mean[verdict["label"]], abs=1e-3)
+        # A 2 s clip is one window of 99 frames: 0 to 1.992 s.
+        assert [(w["start"], w["end"]) for w in verdict["windows"]] == [(0.0, 1.992)]
+
+
+def test_windows_equal_what_the_daemon_publishes_for_the_same_file(
+    model_dir, two_utterances, tmp_path
+):
+    address = ipc_address(tmp_path)
+    subscriber = subscribe(address)
+    daemon = serve(
+        "--source", str(two_utterances), "--fast", "--bind", address, "--models-dir", str(model_dir)
+    )
+    messages = receive(
+        subscriber,
+        lambda topic, message: topic == "status" and message["source"]["state"] == "ended",
+        timeout=60,
+    )
+    assert daemon.wait(10) == 0, daemon.stderr.read()
+    subscriber.close()
+    published = [message for topic, message in messages if topic == "emotion"]
+
+    result = classify("--json", "--models-dir", str(model_dir), str(two_utterances))
+    assert result.returncode == 0, result.stderr
+    offline = json.loads(result.stdout)["windows"]
+    # 5.5 s at a 0.5 s hop: windows starting at 0, 0.5, ... 3.5 s.
+    assert len(offline) == len(published) == 8
+    for window, message in zip(offline, published, strict=True):
+        assert window["start"] == pytest.approx(message["window"]["start"], abs=1e-3)
+        assert window["end"] == pytest.approx(message["window"]["end"], abs=1e-3)
+        assert (window["speech"], window["label"]) == (message["speech"], message["label"])
+        assert window["confidence"] == pytest.approx(message["confidence"], abs=1e-3)
+        assert set(window["models"]) == set(message["models"])
+        for name, output in window["models"].items():
+            assert output["label"] == message["models"][name]["label"]
+            assert output["probabilities"] == pytest.approx(
+                message["models"][name]["probabilities"], abs=1e-3
+            )
+    assert any(not w["speech"] for w in offline) and any(w["speech"] for w in offline)
+
+
+def test_a_broken_file_among_several_is_skipped_named_and_counted(model_dir, test_clips, tmp_path):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(test_clips[0].read_bytes()[:30])  # a header cut short
+    missing = tmp_path / "missing.wav"
+    files = [test_clips[0], broken, missing, test_clips[1]]
+    result = classify("--csv", "--models-dir", str(model_dir), *map(str, files))
+    assert result.returncode == 1
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [row["file"] for row in rows] == [str(test_clips[0]), str(test_clips[1])]
+    errors = result.stderr.strip().splitlines()
+    assert errors[-1] == "Error: 2 of 4 files skipped (unreadable)"
+    assert f"skipped {broken}: unreadable audio" in result.stderr
+    assert f"skipped {missing}: no such file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_csv_per_window_has_a_row_per_window_with_each_models_probabilities(
+    model_dir, two_utterances
+):
+    result = classify("--csv", "--windows", "--models-dir", str(model_dir), str(two_utterances))
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 8
+    assert [float(row["start"]) for row in rows] == [0.5 * i for i in range(8)]
+    probability_columns = [c for c in rows[0] if c.startswith(("cnn:", "lstm:"))]
+    assert len(probability_columns) == 14  # 7 labels per model
+    for row in rows:
+        values = [row[c] for c in probability_columns]
+        if row["speech"] == "1":
+            cnn = [float(row[c]) for c in probability_columns if c.startswith("cnn:")]
+            assert sum(cnn) == pytest.approx(1.0, abs=0.02)
+        else:
+            assert values == [""] * len(values)  # the daemon runs no model on silence
+
+
+def test_the_default_table_names_each_file_and_its_label(model_dir, test_clips):
+    result = classify("--models-dir", str(model_dir), str(test_clips[0]))
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads(
+        classify("--json", "--models-dir", str(model_dir), str(test_clips[0])).stdout
+    )
+    line = next(line for line in result.stdout.splitlines() if test_clips[0].name in line)
+    assert verdict["label"] in line and f"{verdict['confidence']:.0%}" in line
+
+
+def test_a_missing_model_is_a_one_line_error_naming_it(tmp_path, test_clips):
+    result = classify("--models-dir", str(tmp_path), str(test_clips[0]))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: {tmp_path / 'cnn.tflite'}: model file not found"
+
+
+def window(cnn: list[float] | None = None, lstm: list[float] | None = None) -> WindowResult:
+    """A window result with these model probabilities; without them, a window of silence."""
+    labels = ("anger", "neutral")
+    models = {
+        name: ModelOutput(labels[int(np.argmax(p))], dict(zip(labels, p, strict=True)))
+        for name, p in (("cnn", cnn), ("lstm", lstm))
+        if p is not None
+    }
+    return WindowResult(0, 0.0, 2.0, 2.0, bool(models), None, 0.0, models, -20.0, 1.0, 1.0)
+
+
+def test_the_file_verdict_averages_speech_windows_then_models():
+    windows = [
+        window([0.9, 0.1], [0.6, 0.4]),
+        window(),
+        window([0.3, 0.7], [0.2, 0.8]),
+    ]
+    result = summarise(Path("x.wav"), 3.0, windows)
+    assert result.models["cnn"] == pytest.approx({"anger": 0.6, "neutral": 0.4})
+    assert result.models["lstm"] == pytest.approx({"anger": 0.4, "neutral": 0.6})
+    assert (result.label, result.confidence) == ("anger", pytest.approx(0.5))
+    assert result.speech_windows == 2
+
+
+def test_a_file_without_speech_has_no_label():
+    result = summarise(Path("quiet.wav"), 2.0, [window()])
+    assert (result.label, result.confidence, result.models) == (None, 0.0, {})
