@@ -337,3 +337,135 @@ def devices() -> None:
             f"{device.channels} ch, default {device.default_rate} Hz)  rates: {rates}"
         )
     click.echo("* default input; choose one with --source mic:INDEX or mic:NAME")
+
+
+def _default_datasets() -> Path:
+    import os
+
+    return Path(os.environ.get("EMOSTREAM_DATA", Path.cwd().parent / "shared" / "datasets"))
+
+
+_CORPORA = click.Choice(["ravdess", "tess", "emodb", "cremad", "savee"])
+
+
+@main.command()
+@click.option(
+    "--corpus",
+    "corpora",
+    type=_CORPORA,
+    multiple=True,
+    default=("ravdess", "tess", "emodb"),
+    show_default=True,
+    help="Corpus to train on; repeat to combine.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder holding the corpora.  [default: $EMOSTREAM_DATA or ../shared/datasets]",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("models"),
+    show_default=True,
+    help="Where NAME.tflite, NAME.json and NAME.keras are written.",
+)
+@click.option(
+    "--model", type=click.Choice(["cnn", "lstm", "both"]), default="both", show_default=True
+)
+@click.option("--epochs", type=int, default=None, help="Training epochs.  [default: 30]")
+@click.option(
+    "--per-speaker",
+    type=int,
+    default=None,
+    help="Use only this many utterances of each speaker (quick runs).",
+)
+def train(
+    corpora: tuple[str, ...],
+    data: Path | None,
+    out: Path,
+    model: str,
+    epochs: int | None,
+    per_speaker: int | None,
+) -> None:
+    """Train both models on every speaker of the corpora and export int8 TFLite models."""
+    import dataclasses
+
+    from training.corpora import CorpusError
+    from training.train import TrainConfig, train_models
+
+    config = TrainConfig() if epochs is None else dataclasses.replace(TrainConfig(), epochs=epochs)
+    names = ("cnn", "lstm") if model == "both" else (model,)
+    try:
+        paths = train_models(
+            corpora, data or _default_datasets(), out, names, config=config, per_speaker=per_speaker
+        )
+    except CorpusError as error:
+        raise click.ClickException(str(error)) from None
+    for path in paths:
+        click.echo(f"wrote {path} and {path.with_suffix('.json')}")
+
+
+@main.command()
+@click.option("--corpus", type=_CORPORA, required=True)
+@click.option(
+    "--protocol",
+    type=click.Choice(["speaker", "random", "leaky"]),
+    default="speaker",
+    show_default=True,
+    help="speaker-independent folds, random split, or the seed's "
+    "leaky protocol (augment, then split).",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder holding the corpora.  [default: $EMOSTREAM_DATA or ../shared/datasets]",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("reports"), show_default=True)
+@click.option(
+    "--model", type=click.Choice(["cnn", "lstm", "both"]), default="both", show_default=True
+)
+@click.option("--epochs", type=int, default=None, help="Training epochs.  [default: 30]")
+@click.option("--folds", type=int, default=None, help="Run only the first N folds.")
+@click.option(
+    "--per-speaker",
+    type=int,
+    default=None,
+    help="Use only this many utterances of each speaker (quick runs).",
+)
+def evaluate(
+    corpus: str,
+    protocol: str,
+    data: Path | None,
+    out: Path,
+    model: str,
+    epochs: int | None,
+    folds: int | None,
+    per_speaker: int | None,
+) -> None:
+    """Train and test fold by fold; write JSON, Markdown and confusion PNGs to reports/."""
+    import dataclasses
+
+    from training.corpora import CorpusError
+    from training.evaluate import evaluate_corpus, write_report
+    from training.train import TrainConfig
+
+    config = TrainConfig() if epochs is None else dataclasses.replace(TrainConfig(), epochs=epochs)
+    names = ("cnn", "lstm") if model == "both" else (model,)
+    try:
+        report = evaluate_corpus(
+            corpus,
+            protocol,
+            data or _default_datasets(),
+            names,
+            config=config,
+            folds_limit=folds,
+            per_speaker=per_speaker,
+        )
+    except CorpusError as error:
+        raise click.ClickException(str(error)) from None
+    for path in write_report(report, out):
+        click.echo(f"wrote {path}")
+    click.echo((out / f"{corpus}-{protocol}.md").read_text())

@@ -128,3 +128,6 @@ def test_evaluate_writes_json_markdown_and_confusion_pngs(datasets, tmp_path):
         assert (tmp_path / f"emodb-speaker-{model}.png").stat().st_size > 1000
     assert "ensemble" in fold["models"]
     assert "| cnn (int8) |" in (tmp_path / "emodb-speaker.md").read_text()
+    assert "| emodb | speaker | 1 (partial) | ensemble (int8) |" in (
+        tmp_path / "README.md"
+    ).read_text()

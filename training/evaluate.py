@@ -301,7 +301,38 @@ def write_report(report: dict, directory: Path) -> list[Path]:
     written[0].write_text(json.dumps(report, indent=1) + "\n")
     written[1].write_text(markdown_table(report))
     written += _confusion_pngs(report, directory, stem)
-    return written
+    summary = directory / "README.md"
+    summary.write_text(summary_table(sorted(directory.glob("*.json"))))
+    return [*written, summary]
+
+
+def summary_table(report_files: list[Path]) -> str:
+    """One table of every report in a folder: the figures the model card quotes."""
+    lines = [
+        "# Evaluation reports",
+        "",
+        "Mean over folds. UA = unweighted accuracy (mean per-class recall), per utterance; the",
+        "leaky rows score single windows, as the seed notebook did. Reproduce a row with",
+        "`emostream evaluate --corpus CORPUS --protocol PROTOCOL`.",
+        "",
+        "| Corpus | Protocol | Folds | Model | Loss | UA | WA | Macro-F1 | int8 = float |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path in report_files:
+        report = json.loads(path.read_text())
+        partial = report.get("folds_limit") or report.get("per_speaker")
+        folds = f"{len(report['folds'])}{' (partial)' if partial else ''}"
+        for model, variants in report["mean"].items():
+            variant = "int8" if "int8" in variants else "float"
+            s = variants[variant]
+            agreement = variants.get("agreement")
+            lines.append(
+                f"| {report['corpus']} | {report['protocol']} | {folds} | {model} ({variant}) "
+                f"| {s['loss']:.3f} | {100 * s['unweighted_accuracy']:.1f} % "
+                f"| {100 * s['weighted_accuracy']:.1f} % | {100 * s['macro_f1']:.1f} % "
+                f"| {'' if agreement is None else f'{100 * agreement:.1f} %'} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(report: dict) -> str:

@@ -31,7 +31,7 @@ _LOGGER = logging.getLogger(__name__)
 class TrainConfig:
     """Training settings; saved in each model's metadata."""
 
-    epochs: int = 40
+    epochs: int = 30
     """Passes over the training windows (no early stopping: held-out speakers are for testing)."""
     batch_size: int = 64
     learning_rate: float = 2e-3
