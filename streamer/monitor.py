@@ -42,6 +42,8 @@ LABEL_COLOURS = {
     "calm": "cyan",
     "boredom": "cyan",
     "surprise": "bright_yellow",
+    "surprised": "bright_yellow",
+    "pleasant_surprise": "bright_yellow",
 }
 
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import jsonschema
+import numpy as np
 import pytest
+import soundfile as sf
 import zmq
+from daemon_support import ROOT, ipc_address, serve, shipped_model_dir
 
+from streamer.audio import read_audio
 from streamer.client import (
     ClientError,
     Emotion,
@@ -20,6 +27,7 @@ from streamer.client import (
     connect_address,
     parse_message,
 )
+from streamer.models import load_models
 from streamer.publish import message_schema
 
 
@@ -260,3 +268,29 @@ def test_a_status_with_an_unknown_source_state_is_refused():
 )
 def test_a_wildcard_bind_is_reached_on_loopback(bind, address):
     assert connect_address(bind) == address
+
+
+def test_the_example_subscriber_prints_each_window_of_a_running_daemon(test_clips, tmp_path):
+    model_dir = shipped_model_dir()
+    clip = tmp_path / "two_clips.wav"
+    sf.write(clip, np.concatenate([read_audio(c, 16000) for c in test_clips[:2]]), 16000)
+    address = ipc_address(tmp_path)
+    example = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "subscriber.py"), address, "--count", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    daemon = serve("--source", str(clip), "--bind", address, "--models-dir", str(model_dir))
+    try:
+        output, errors = example.communicate(timeout=30)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(10)
+    assert example.returncode == 0, errors
+    # Played in real time, the 4 s file gives windows ending at 1.992, 2.492, 2.992 s ...
+    windows = [line.split() for line in output.splitlines() if not line.startswith("--")]
+    assert [fields[:2] for fields in windows] == [["2.0", "s"], ["2.5", "s"], ["3.0", "s"]]
+    labels = set(load_models(model_dir, ("cnn",))[0].labels) | {"(unsure)"}
+    assert all(fields[2] in labels for fields in windows), output

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import zmq
+from daemon_support import ipc_address, serve, shipped_model_dir
 from rich.console import Console
 from test_client import emotion_message, status_message
 
+from streamer.audio import read_audio
 from streamer.client import Emotion, parse_message
 from streamer.monitor import MonitorState, abbreviations, render
 
@@ -215,3 +222,39 @@ def test_monitor_reconnects_and_counts_a_restart_when_the_daemon_comes_back(tmux
     finally:
         second.stop()
     assert "No messages for" not in screen
+
+
+@pytest.fixture(scope="module")
+def two_utterances(test_clips, tmp_path_factory) -> Path:
+    """Two committed clips around a 1.5 s pause, as a 16 kHz WAV (5.5 s in real time)."""
+    pause = np.zeros(24000, np.float32)
+    audio = [read_audio(test_clips[1], 16000), pause, read_audio(test_clips[2], 16000)]
+    path = tmp_path_factory.mktemp("audio") / "two.wav"
+    sf.write(path, np.concatenate(audio), 16000)
+    return path
+
+
+def test_monitor_follows_a_real_daemon_through_its_end_and_restart(tmux, two_utterances, tmp_path):
+    model_dir = shipped_model_dir()
+    address = ipc_address(tmp_path)
+    arguments = ("--source", str(two_utterances), "--bind", address, "--models-dir", str(model_dir))
+    tmux.start(monitor_command(address))
+    tmux.wait_for(lambda s: "Nothing is publishing" in s)
+    first = serve(*arguments)
+    try:
+        screen = tmux.wait_for(lambda s: "daemon: running" in s and "cnn →" in s, timeout=30)
+        assert "models cnn, lstm" in screen
+        assert "sequence gaps: 0 emotion" in screen
+        assert re.search(r"latency \d+ ms", screen)
+        assert first.wait(30) == 0, first.stderr.read()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    tmux.wait_for(lambda s: "daemon: ended" in s or "No messages for" in s)
+    second = serve(*arguments)
+    try:
+        screen = tmux.wait_for(lambda s: "1 daemon restart" in s, timeout=30)
+        assert "daemon: running" in screen or "daemon: ended" in screen
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(10)
