@@ -45,6 +45,9 @@ class SourceConfig:
     """Audio the capture ring buffer holds before the oldest unread samples are overwritten."""
     retry_max_seconds: float = 10.0
     """Longest wait between attempts to reopen a microphone that vanished."""
+    latency_seconds: float = 0.1
+    """Input latency asked of the sound system (seconds): PortAudio's own "high" default made
+    PulseAudio deliver in bursts over a second apart; raise it if a busy CPU causes overflows."""
 
     def __post_init__(self) -> None:
         _require(self, "source", bool(self.source), "must not be empty")
@@ -52,6 +55,7 @@ class SourceConfig:
         _require(self, "device_rate", self.device_rate >= 0, "must be 0 or a rate in hertz")
         _require(self, "ring_seconds", self.ring_seconds >= 1.0, "must be at least 1 second")
         _require(self, "retry_max_seconds", self.retry_max_seconds > 0, "must be positive")
+        _require(self, "latency_seconds", 0 < self.latency_seconds <= 2, "must be in (0, 2]")
 
 
 @dataclass(frozen=True)

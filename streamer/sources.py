@@ -153,6 +153,7 @@ class Microphone(AudioSource):
         device_rate: int = 0,
         ring_seconds: float = 10.0,
         retry_max_seconds: float = 10.0,
+        latency_seconds: float = 0.1,
     ) -> None:
         """``device`` is an index, a (part of a) device name, or None for the default input."""
         self.device = device
@@ -162,6 +163,7 @@ class Microphone(AudioSource):
         self.device_rate = device_rate
         self.ring_seconds = ring_seconds
         self.retry_max_seconds = retry_max_seconds
+        self.latency_seconds = latency_seconds
         self.state = "starting"
         self.capture_rate = 0
         """Rate the device is actually opened at (hertz)."""
@@ -207,6 +209,7 @@ class Microphone(AudioSource):
                 blocksize=self.block_size,
                 channels=1,
                 dtype="float32",
+                latency=self.latency_seconds,
                 callback=self._callback,
             )
             self._stream.start()
@@ -273,9 +276,7 @@ class Microphone(AudioSource):
             time.sleep(min(wait, timeout))
             return None
         try:
-            # PortAudio lists devices once per initialisation: re-scan to see one plugged back in.
-            sd._terminate()
-            sd._initialize()
+            rescan_devices()
             self._open()
         except (SourceError, sd.PortAudioError) as error:
             self._retry_delay = min(self._retry_delay * 2, self.retry_max_seconds)
@@ -297,6 +298,16 @@ class Microphone(AudioSource):
     def close(self) -> None:
         self._close_stream()
         self.state = "ended"
+
+
+def rescan_devices() -> None:
+    """Makes PortAudio list the devices afresh (it lists them once per initialisation).
+
+    Needed to see a microphone plugged back in, or a sound server started after this process.
+    Call it only while no stream is open.
+    """
+    sd._terminate()
+    sd._initialize()
 
 
 def resolve_input_device(device: str | int | None) -> int:
@@ -350,6 +361,7 @@ def open_source(config: SourceConfig, sample_rate: int) -> AudioSource:
             device_rate=config.device_rate,
             ring_seconds=config.ring_seconds,
             retry_max_seconds=config.retry_max_seconds,
+            latency_seconds=config.latency_seconds,
         )
     path = Path(spec)
     if not path.is_file():

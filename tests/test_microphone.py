@@ -1,0 +1,222 @@
+"""The daemon through a real microphone path: PulseAudio's virtual microphone, ALSA, PortAudio.
+
+A null sink named ``vmic`` is the "room": ``paplay -d vmic`` speaks into it, and its monitor is
+the default source, which the daemon captures through the ALSA ``pulse`` device. A silent
+stream plays into the sink throughout, so that, like a real microphone, the source delivers
+audio continuously rather than only while something plays.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from daemon_support import ipc_address, receive, serve, shipped_model_dir, subscribe
+
+from streamer.audio import read_audio
+from streamer.models import load_models
+from streamer.pipeline import classify_clip
+from streamer.sources import Microphone, rescan_devices
+
+pytestmark = pytest.mark.mic
+
+SINK = "vmic"
+RATE = 16000
+
+
+def _pactl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=10)
+
+
+def start_virtual_microphone() -> subprocess.Popen:
+    """Starts PulseAudio if needed, with the vmic null sink as default source; returns the
+    process keeping the sink busy."""
+    if _pactl("info").returncode != 0:
+        subprocess.run(["pulseaudio", "-D", "--exit-idle-time=-1"], capture_output=True, timeout=20)
+        deadline = time.monotonic() + 10
+        while _pactl("info").returncode != 0:
+            assert time.monotonic() < deadline, "pulseaudio did not start"
+            time.sleep(0.1)
+    if SINK not in _pactl("list", "short", "sinks").stdout:
+        loaded = _pactl("load-module", "module-null-sink", f"sink_name={SINK}")
+        assert loaded.returncode == 0, loaded.stderr
+    assert _pactl("set-default-source", f"{SINK}.monitor").returncode == 0
+    keep_alive = subprocess.Popen(
+        ["pacat", "--playback", "-d", SINK, "--raw", "--latency-msec=20", "/dev/zero"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rescan_devices()
+    # Ready when the device delivers audio: the sink may take a moment to wake from suspension.
+    with Microphone("pulse", RATE) as probe:
+        deadline = time.monotonic() + 10
+        while probe.read(0.1) is None:
+            assert time.monotonic() < deadline, "the virtual microphone delivers no audio"
+    return keep_alive
+
+
+@pytest.fixture(scope="module")
+def virtual_microphone():
+    if shutil.which("pulseaudio") is None or shutil.which("paplay") is None:
+        reason = "PulseAudio (pulseaudio, pulseaudio-utils) is not installed"
+        if os.environ.get("EMOSTREAM_REQUIRE_DATA"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    keep_alive = [start_virtual_microphone()]
+    yield keep_alive
+    for process in keep_alive:
+        process.terminate()
+        process.wait(5)
+
+
+def play(path: Path) -> None:
+    subprocess.run(["paplay", "-d", SINK, str(path)], check=True, timeout=120)
+
+
+def test_the_microphone_is_opened_at_a_device_rate_and_resampled(virtual_microphone, tmp_path):
+    tone = tmp_path / "tone.wav"
+    seconds = np.arange(0, 1.0, 1 / 44100)
+    sf.write(tone, 0.3 * np.sin(2 * np.pi * 1000 * seconds), 44100)
+    microphone = Microphone("pulse", RATE, block_size=1024, device_rate=48000)
+    with microphone:
+        assert microphone.capture_rate == 48000 and microphone.state == "running"
+        started = time.monotonic()
+        player = subprocess.Popen(["paplay", "-d", SINK, str(tone)])
+        blocks = []
+        while time.monotonic() - started < 2.5:
+            block = microphone.read(0.1)
+            if block is not None:
+                blocks.append(block.samples)
+        elapsed = time.monotonic() - started
+        player.wait(10)
+    audio = np.concatenate(blocks)
+    assert audio.dtype == np.float32
+    # Every captured second arrives as 16000 samples (minus what is still in the buffers).
+    assert 0.85 * elapsed * RATE <= len(audio) <= 1.02 * elapsed * RATE
+    loud = audio[np.abs(audio) > 0.1]
+    assert len(loud) > 0.5 * RATE
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    peak_hz = np.argmax(spectrum) * RATE / len(audio)
+    assert peak_hz == pytest.approx(1000, abs=10)
+    assert microphone.overflows == 0
+
+
+def played_sequence(clips: list[Path], tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """Clips separated by 3 s of silence (1 s before, 3 s after), as played and as samples."""
+    gap = np.zeros(3 * RATE, np.float32)
+    parts = [np.zeros(RATE, np.float32)]
+    for clip in clips:
+        parts += [read_audio(clip, RATE), gap]
+    audio = np.concatenate(parts)
+    path = tmp_path / "sequence.wav"
+    sf.write(path, audio, RATE, subtype="FLOAT")
+    return path, audio
+
+
+def aligned_offline(models, audio: np.ndarray, levels: list[float]) -> tuple[list, float]:
+    """Offline results for ``audio`` delayed so its windows line up with the streamed ones.
+
+    The stream began before playback by an unknown time; try every delay in 20 ms steps and
+    keep the one whose window levels match the streamed levels best.
+    """
+    best: tuple[float, list] | None = None
+    for delay in range(0, 12 * RATE, 320):
+        # Silence after the played audio too: the stream went on after playback.
+        padded = np.concatenate([np.zeros(delay, np.float32), audio, np.zeros(10 * RATE)])
+        results = classify_clip(padded.astype(np.float32), models)[: len(levels)]
+        if len(results) < len(levels):
+            break
+        error = float(np.mean(np.abs(np.array([r.level_db for r in results]) - levels)))
+        if best is None or error < best[0]:
+            best = (error, results)
+    assert best is not None
+    return best[1], best[0]
+
+
+def test_microphone_labels_agree_with_offline_classification_and_pauses_are_not_speech(
+    virtual_microphone, test_clips, tmp_path
+):
+    model_dir = shipped_model_dir()
+    path, audio = played_sequence(test_clips, tmp_path)
+    address = ipc_address(tmp_path)
+    subscriber = subscribe(address)
+    daemon = serve("--source", "mic:pulse", "--bind", address, "--models-dir", str(model_dir))
+    try:
+        # Capture is running once the first (silent) window arrives.
+        first = receive(subscriber, lambda topic, m: topic == "emotion", timeout=15)
+        assert first and first[-1][0] == "emotion", "no window from the microphone"
+        play(path)
+        time.sleep(2.5)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(5) == 0
+    messages = first + receive(
+        subscriber, lambda t, m: t == "status" and m["source"]["state"] == "ended", timeout=3
+    )
+    subscriber.close()
+    emotions = [m for t, m in messages if t == "emotion"]
+    statuses = [m for t, m in messages if t == "status"]
+    assert [m["seq"] for m in emotions] == list(range(len(emotions)))
+    assert statuses[-1]["overflows"] == 0 and statuses[-1]["dropped_windows"] == 0
+
+    models = load_models(model_dir, ("cnn", "lstm"))
+    offline, level_error = aligned_offline(models, audio, [m["level_db"] for m in emotions])
+    assert level_error < 1.0, f"captured levels differ from the played ones by {level_error} dB"
+    pairs = list(zip(emotions, offline, strict=True))
+    assert sum(m["speech"] == r.speech for m, r in pairs) >= 0.95 * len(pairs)
+    pauses = [m for m, r in pairs if not r.speech and r.start > 0 and r.level_db < -70]
+    assert len(pauses) >= len(test_clips), "too few windows wholly within the pauses"
+    assert not any(m["speech"] for m in pauses)
+    assert all(m["label"] is None for m in pauses)
+
+    spoken = [(m, r) for m, r in pairs if m["speech"] and r.speech]
+    assert len(spoken) >= 3 * len(test_clips)
+    for name in ("cnn", "lstm"):
+        agree = sum(m["models"][name]["label"] == r.models[name].label for m, r in spoken)
+        assert agree >= 0.8 * len(spoken), f"{name}: {agree} of {len(spoken)} windows agree"
+    agree = sum(m["label"] == r.label for m, r in spoken)
+    assert agree >= 0.7 * len(spoken), f"published labels: {agree} of {len(spoken)} agree"
+
+
+def test_a_vanished_microphone_is_reported_lost_and_capture_resumes(virtual_microphone, tmp_path):
+    """The sound server dies under the daemon and comes back: the daemon lives through it."""
+    settings = tmp_path / "emostream.toml"
+    settings.write_text("[source]\nretry_max_seconds = 1.0\n")
+    address = ipc_address(tmp_path)
+    subscriber = subscribe(address)
+    daemon = serve(
+        "--source",
+        "mic:pulse",
+        "--bind",
+        address,
+        "--config",
+        str(settings),
+        "--models-dir",
+        str(shipped_model_dir()),
+    )
+    try:
+        assert receive(subscriber, lambda topic, m: topic == "emotion", timeout=15)
+        subprocess.run(["pulseaudio", "-k"], check=True, timeout=10)
+
+        def state_is(state):
+            return lambda topic, m: topic == "status" and m["source"]["state"] == state
+
+        lost = receive(subscriber, state_is("lost"), timeout=10)
+        assert lost and state_is("lost")(*lost[-1]), "the loss was not reported"
+        assert daemon.poll() is None
+        virtual_microphone.append(start_virtual_microphone())
+        running = receive(subscriber, state_is("running"), timeout=20)
+        assert running and state_is("running")(*running[-1]), "capture did not resume"
+        after = receive(subscriber, lambda topic, m: topic == "emotion", timeout=10)
+        assert after and after[-1][0] == "emotion"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(5) == 0
+        subscriber.close()
