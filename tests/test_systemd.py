@@ -6,7 +6,10 @@ import configparser
 import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -108,8 +111,143 @@ def test_system_unit_runs_as_a_dedicated_user_in_the_audio_group_on_a_read_only_
     assert "--config /etc/emostream/emostream.toml" in service["ExecStart"]
 
 
+def test_the_user_unit_reads_the_users_config_file():
+    service = read_unit(USER_UNIT)["Service"]
+    assert service["ExecStart"].endswith("serve --config %h/.config/emostream/emostream.toml")
+    assert read_unit(USER_UNIT)["Install"]["WantedBy"] == "default.target"
+
+
 def test_the_example_config_is_valid_and_matches_the_system_install():
     config = load_config(EXAMPLE_CONFIG, {})
     assert config.pipeline.model_dir == Path("/opt/emostream/models")
     assert config.publish.bind == "tcp://127.0.0.1:5556"
     assert config.source.source == "mic"
+
+
+# Reproduces, without systemd, the unit's restrictions that can break a Python daemon at run
+# time: a read-only file system, a private /tmp, a /proc showing only the service's processes
+# (and only its PIDs with ProcSubset=pid), a writable CacheDirectory=emostream, no_new_privs,
+# and W^X memory (prctl PR_SET_MDWE, the kernel's own form of MemoryDenyWriteExecute).
+# Not reproduced: the user, ProtectHome (this Python may live under /root), seccomp filters.
+# Arguments: flags, then the command to exec.
+SANDBOX = r"""
+import ctypes, os, subprocess, sys
+
+flags, command = sys.argv[1].split(","), sys.argv[2:]
+libc = ctypes.CDLL(None, use_errno=True)
+
+def mount(*args):
+    subprocess.run(["mount", *args], check=True)
+
+def prctl(option, value):
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        sys.exit(f"prctl {option}: {os.strerror(ctypes.get_errno())}")
+
+mount("--make-rprivate", "/")
+proc_options = ["hidepid=invisible"] + (["subset=pid"] if "procsubset" in flags else [])
+mount("-t", "proc", "-o", ",".join(proc_options), "proc", "/proc")
+if "strict" in flags:
+    points = [line.split()[4] for line in open("/proc/self/mountinfo")]
+    for point in sorted(set(points), key=len):
+        if not point.startswith(("/dev", "/proc", "/sys")):
+            mount("-o", "remount,bind,ro", point)
+if "privatetmp" in flags:
+    mount("-t", "tmpfs", "tmpfs", "/tmp")
+if "cachedir" in flags:
+    mount("-t", "tmpfs", "tmpfs", "/var/cache")
+    os.mkdir("/var/cache/emostream")
+if "nnp" in flags:
+    prctl(38, 1)  # PR_SET_NO_NEW_PRIVS
+if "mdwe" in flags:
+    prctl(65, 1)  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+os.execvp(command[0], command)
+"""
+
+
+def sandbox_flags(service: configparser.SectionProxy) -> list[str]:
+    """The SANDBOX flags that reproduce what ``service`` sets."""
+    wanted = {
+        "strict": service.get("ProtectSystem") == "strict",
+        "privatetmp": service.get("PrivateTmp") == "yes",
+        "procsubset": service.get("ProcSubset") == "pid",
+        "cachedir": service.get("CacheDirectory") == "emostream",
+        "nnp": service.get("NoNewPrivileges") == "yes",
+        "mdwe": service.get("MemoryDenyWriteExecute") == "yes",
+    }
+    return [flag for flag, on in wanted.items() if on]
+
+
+def test_the_daemon_runs_under_the_system_units_restrictions(test_clips, tmp_path):
+    if shutil.which("unshare") is None or run("unshare", "--mount", "true").returncode != 0:
+        pytest.skip("unshare cannot create a mount namespace here (needs root)")
+    from daemon_support import receive, shipped_model_dir, subscribe
+
+    model_dir = shipped_model_dir()
+    service = read_unit(SYSTEM_UNIT)["Service"]
+    flags = sandbox_flags(service)
+    name, _, value = service.get("Environment", "").partition("=")
+    environment = {name: value.replace("%C", "/var/cache")} if name else {}
+    assert {"strict", "privatetmp", "nnp"} <= set(flags)
+    port = free_tcp_port()
+    address = f"tcp://127.0.0.1:{port}"
+    subscriber = subscribe(address)
+    daemon = subprocess.Popen(
+        ["unshare", "--mount", "--pid", "--fork", sys.executable, "-c", SANDBOX, ",".join(flags)]
+        + [shutil.which("emostream") or "emostream", "serve", "--fast", "--bind", address]
+        + ["--source", str(test_clips[1]), "--models-dir", str(model_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **environment},
+    )
+    messages: list[tuple[str, dict]] = []
+    deadline = time.monotonic() + 60
+    # Poll in short slices so a daemon that dies in the sandbox fails the test at once.
+    while time.monotonic() < deadline and not (messages and ended(*messages[-1])):
+        messages += receive(subscriber, ended, timeout=0.5)
+        if daemon.poll() is not None:
+            messages += receive(subscriber, ended, timeout=0.5)
+            break
+    subscriber.close()
+    assert daemon.wait(10) == 0, daemon.stderr.read()[-2000:]
+    emotions = [message for topic, message in messages if topic == "emotion"]
+    assert emotions and emotions[0]["speech"], messages
+
+
+def test_the_sandbox_really_refuses_what_the_unit_would(tmp_path):
+    """The emulation is not a no-op: each restriction is observed from inside."""
+    if shutil.which("unshare") is None or run("unshare", "--mount", "true").returncode != 0:
+        pytest.skip("unshare cannot create a mount namespace here (needs root)")
+    probe = (
+        "import mmap, os, sys\n"
+        "try:\n"
+        "    open('/usr/emostream-sandbox-probe', 'w')\n"
+        "    sys.exit('/usr is writable')\n"
+        "except OSError:\n"
+        "    pass\n"
+        "assert not os.path.exists('/proc/cpuinfo'), 'ProcSubset=pid not applied'\n"
+        "assert os.listdir('/tmp') == [], 'PrivateTmp not applied'\n"
+        "open('/var/cache/emostream/probe', 'w').close()\n"
+        "try:\n"
+        "    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+        "    sys.exit('W^X memory allowed')\n"
+        "except PermissionError:\n"
+        "    pass\n"
+    )
+    (tmp_path / "marker").write_text("outside")
+    flags = "strict,privatetmp,procsubset,cachedir,nnp,mdwe"
+    result = run(
+        "unshare", "--mount", "--pid", "--fork", sys.executable, "-c", SANDBOX, flags,
+        sys.executable, "-c", probe,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def ended(topic: str, message: dict) -> bool:
+    return topic == "status" and message["source"]["state"] == "ended"
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
