@@ -128,7 +128,8 @@ def test_the_example_config_is_valid_and_matches_the_system_install():
 # time: a read-only file system, a private /tmp, a /proc showing only the service's processes
 # (and only its PIDs with ProcSubset=pid), a writable CacheDirectory=emostream, no_new_privs,
 # and W^X memory (prctl PR_SET_MDWE, the kernel's own form of MemoryDenyWriteExecute).
-# Not reproduced: the user, ProtectHome (this Python may live under /root), seccomp filters.
+# With SANDBOX_SYSCALLS set, only those syscalls are allowed (libseccomp), as SystemCallFilter=.
+# Not reproduced: the user, ProtectHome (this Python may live under /root).
 # Arguments: flags, then the command to exec.
 SANDBOX = r"""
 import ctypes, os, subprocess, sys
@@ -160,6 +161,19 @@ if "nnp" in flags:
     prctl(38, 1)  # PR_SET_NO_NEW_PRIVS
 if "mdwe" in flags:
     prctl(65, 1)  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+allowed = os.environ.pop("SANDBOX_SYSCALLS", "")
+if allowed:
+    seccomp = ctypes.CDLL("libseccomp.so.2")
+    seccomp.seccomp_init.restype = ctypes.c_void_p
+    seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    # Everything not allowed fails with EPERM, as SystemCallErrorNumber=EPERM makes it.
+    context = ctypes.c_void_p(seccomp.seccomp_init(ctypes.c_uint32(0x00050000 | 1)))
+    for name in allowed.split(","):
+        number = seccomp.seccomp_syscall_resolve_name(name.encode())
+        if number >= 0:  # not a syscall of this architecture
+            seccomp.seccomp_rule_add(context, ctypes.c_uint32(0x7FFF0000), number, 0)
+    if seccomp.seccomp_load(context) != 0:
+        sys.exit("seccomp_load failed")
 os.execvp(command[0], command)
 """
 
@@ -177,7 +191,34 @@ def sandbox_flags(service: configparser.SectionProxy) -> list[str]:
     return [flag for flag, on in wanted.items() if on]
 
 
-def test_the_daemon_runs_under_the_system_units_restrictions(test_clips, tmp_path):
+def syscall_set(systemd_analyze: str, names: list[str]) -> set[str]:
+    """System call names of ``names`` (``@groups`` expanded by systemd-analyze syscall-filter)."""
+    calls: set[str] = set()
+    for name in names:
+        if not name.startswith("@"):
+            calls.add(name)
+            continue
+        listing = run(systemd_analyze, "syscall-filter", name).stdout.splitlines()[1:]
+        entries = [line.strip() for line in listing if line.strip()]
+        calls |= syscall_set(systemd_analyze, [e for e in entries if not e.startswith("#")])
+    return calls
+
+
+def allowed_syscalls(systemd_analyze: str, unit: Path) -> set[str]:
+    """The calls the unit's SystemCallFilter= lines allow: the allow list minus the ~deny list."""
+    allowed: set[str] = set()
+    denied: set[str] = set()
+    for line in unit.read_text().splitlines():
+        if line.startswith("SystemCallFilter="):
+            value = line.partition("=")[2]
+            if value.startswith("~"):
+                denied |= syscall_set(systemd_analyze, value[1:].split())
+            else:
+                allowed |= syscall_set(systemd_analyze, value.split())
+    return allowed - denied
+
+
+def test_the_daemon_runs_under_the_system_units_restrictions(systemd_analyze, test_clips):
     if shutil.which("unshare") is None or run("unshare", "--mount", "true").returncode != 0:
         pytest.skip("unshare cannot create a mount namespace here (needs root)")
     from daemon_support import receive, shipped_model_dir, subscribe
@@ -187,6 +228,9 @@ def test_the_daemon_runs_under_the_system_units_restrictions(test_clips, tmp_pat
     flags = sandbox_flags(service)
     name, _, value = service.get("Environment", "").partition("=")
     environment = {name: value.replace("%C", "/var/cache")} if name else {}
+    syscalls = allowed_syscalls(systemd_analyze, SYSTEM_UNIT)
+    assert "read" in syscalls and "mount" not in syscalls and "reboot" not in syscalls
+    environment["SANDBOX_SYSCALLS"] = ",".join(sorted(syscalls))
     assert {"strict", "privatetmp", "nnp"} <= set(flags)
     port = free_tcp_port()
     address = f"tcp://127.0.0.1:{port}"
