@@ -242,7 +242,7 @@ def time_first_label(model_dir: Path, clip: Path, socket_dir: Path) -> float:
 
     address = f"ipc://{socket_dir / 'first.sock'}"
     command = [*_emostream(), "serve", "--source", str(clip), "--fast", "--bind", address]
-    command += ["--models-dir", str(model_dir)]
+    command += ["--models-dir", str(model_dir), "--wait-subscriber", "10"]
     with Subscriber(address, topics=("emotion",), quiet_after=None) as subscriber:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -51,11 +51,18 @@ def main(verbose: bool) -> None:
 )
 @click.option("--echo", is_flag=True, help="Print each published label to standard output.")
 @click.option(
+    "--wait-subscriber",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds to wait for a first subscriber before reading the source.  [default: 0]",
+)
+@click.option(
     "--config",
     "config_path",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="TOML settings file; options given here override it.",
+    help="TOML settings file, read instead of /etc/emostream/emostream.toml and "
+    "~/.config/emostream/emostream.toml; options given here override it.",
 )
 def serve(
     source: str | None,
@@ -66,13 +73,13 @@ def serve(
     models_dir: Path | None,
     device_rate: int | None,
     echo: bool,
+    wait_subscriber: float | None,
     config_path: Path | None,
 ) -> None:
     """Classify audio from a microphone or file and publish each window over ZeroMQ.
 
     A file source ends the daemon at its end; SIGTERM or Ctrl-C stops it cleanly.
     """
-    from streamer.config import load_config
     from streamer.daemon import USER_ERRORS
     from streamer.daemon import serve as run_daemon
 
@@ -80,14 +87,11 @@ def serve(
     overrides = {
         "source": {"source": source, "fast": fast or None, "device_rate": device_rate},
         "pipeline": {"models": models, "hop_seconds": hop, "model_dir": models_dir},
-        "publish": {"bind": bind, "echo": echo or None},
+        "publish": {"bind": bind, "echo": echo or None, "wait_for_subscriber": wait_subscriber},
     }
-    given = {
-        section: {key: value for key, value in keys.items() if value is not None}
-        for section, keys in overrides.items()
-    }
+    config = _effective_config(config_path, overrides).config
     try:
-        run_daemon(load_config(config_path, given))
+        run_daemon(config)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from None
 

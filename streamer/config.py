@@ -111,6 +111,9 @@ class PublishConfig:
     """Interval between status messages (seconds)."""
     echo: bool = False
     """Also print each published label to standard output as a readable line."""
+    wait_for_subscriber: float = 0.0
+    """Seconds to wait for a first subscriber before reading the source (0: do not wait); with
+    --fast, the first messages would otherwise leave before anyone listens."""
 
     def __post_init__(self) -> None:
         _require(
@@ -121,6 +124,7 @@ class PublishConfig:
         )
         _require(self, "send_hwm", self.send_hwm >= 1, "must be at least 1")
         _require(self, "status_seconds", self.status_seconds > 0, "must be positive")
+        _require(self, "wait_for_subscriber", self.wait_for_subscriber >= 0, "must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ class Daemon:
     def run(self, stop: threading.Event) -> None:
         """Serves until ``stop`` is set or a file source ends, then closes everything."""
         try:
+            self._await_subscriber(stop)
             self._publish_status()
             self.source.start()
             self.notifier.ready(f"publishing on {self.config.publish.bind}")
@@ -84,6 +85,18 @@ class Daemon:
             self._publish_status()
             self.publisher.close()
             self.notifier.close()
+
+    def _await_subscriber(self, stop: threading.Event) -> None:
+        """Holds the source back until someone listens, when configured to."""
+        wait = self.config.publish.wait_for_subscriber
+        deadline = time.monotonic() + wait
+        while wait > 0 and not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _LOGGER.warning("no subscriber within %.1f s: publishing anyway", wait)
+                return
+            if self.publisher.wait_for_subscriber(min(_READ_TIMEOUT_SECONDS, left)):
+                return
 
     def _publish(self, results: list[WindowResult]) -> None:
         for result in results:

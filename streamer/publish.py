@@ -129,7 +129,8 @@ class Publisher:
         """Binds ``bind`` (tcp:// or ipc://); raises PublishError naming it if that fails."""
         self.bind = bind
         self._context = zmq.Context()
-        self._socket = self._context.socket(zmq.PUB)
+        # XPUB sends exactly as PUB does, and also tells when a subscriber has arrived.
+        self._socket = self._context.socket(zmq.XPUB)
         self._socket.setsockopt(zmq.SNDHWM, send_hwm)
         self._socket.setsockopt(zmq.LINGER, _LINGER_MS)
         try:
@@ -145,6 +146,20 @@ class Publisher:
         self.unsent = 0
         """Messages the socket refused outright (normally 0: PUB drops silently at the HWM)."""
         _LOGGER.info("publishing on %s", bind)
+
+    def wait_for_subscriber(self, timeout: float) -> bool:
+        """Waits up to ``timeout`` seconds for a first subscription; True if one arrived."""
+        if not self._socket.poll(round(timeout * 1000)):
+            return False
+        # A subscriber's topics arrive together: take them all before publishing.
+        while self._socket.poll(50):
+            self._socket.recv()
+        return True
+
+    def _discard_subscriptions(self) -> None:
+        """Reads subscription notices so that they cannot pile up over a long run."""
+        while self._socket.poll(0):
+            self._socket.recv()
 
     def _send(self, topic: bytes, message: dict[str, Any]) -> None:
         payload = json.dumps(message, separators=(",", ":")).encode("utf-8")
@@ -162,6 +177,7 @@ class Publisher:
 
     def publish_status(self, **fields: Any) -> dict[str, Any]:
         """Sends a ``status`` message built by ``status_message`` from ``fields``; returns it."""
+        self._discard_subscriptions()
         message = status_message(self._seq[TOPIC_STATUS], time.time(), **fields)
         self._send(TOPIC_STATUS, message)
         return message

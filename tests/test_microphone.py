@@ -147,7 +147,16 @@ def test_microphone_labels_agree_with_offline_classification_and_pauses_are_not_
     path, audio = played_sequence(test_clips, tmp_path)
     address = ipc_address(tmp_path)
     subscriber = subscribe(address)
-    daemon = serve("--source", "mic:pulse", "--bind", address, "--models-dir", str(model_dir))
+    daemon = serve(
+        "--source",
+        "mic:pulse",
+        "--bind",
+        address,
+        "--models-dir",
+        str(model_dir),
+        "--wait-subscriber",
+        "10",
+    )
     try:
         # Capture is running once the first (silent) window arrives.
         first = receive(subscriber, lambda topic, m: topic == "emotion", timeout=15)

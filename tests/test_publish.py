@@ -155,3 +155,15 @@ def test_echo_lines_are_readable():
     assert "angry" in line and "0.70" in line and "cnn angry 0.70" in line
     silent = {**message, "speech": False, "label": None, "models": {}}
     assert format_echo(silent).endswith("(no speech)")
+
+
+def test_the_publisher_can_wait_for_a_first_subscriber(publisher):
+    started = time.monotonic()
+    assert not publisher.wait_for_subscriber(0.2)
+    assert time.monotonic() - started >= 0.19
+    socket = subscribe(publisher.bind)
+    assert publisher.wait_for_subscriber(5.0)
+    publisher.publish_emotion(window(0))
+    # Subscribed before the first message, so nothing is lost to the slow-joiner race.
+    assert receive(socket, lambda topic, m: True, 2.0)[0][1]["seq"] == 0
+    socket.close()

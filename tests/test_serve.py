@@ -58,7 +58,15 @@ def test_a_file_streams_end_to_end_and_equals_offline_classification(
     address = ipc_address(tmp_path)
     subscriber = subscribe(address)
     daemon = serve(
-        "--source", str(conversation), "--fast", "--bind", address, "--models-dir", str(model_dir)
+        "--source",
+        str(conversation),
+        "--fast",
+        "--bind",
+        address,
+        "--models-dir",
+        str(model_dir),
+        "--wait-subscriber",
+        "10",
     )
     messages = receive(subscriber, ended, timeout=60)
     assert daemon.wait(10) == 0, daemon.stderr.read()
@@ -68,7 +76,9 @@ def test_a_file_streams_end_to_end_and_equals_offline_classification(
     emotions = [m for t, m in messages if t == "emotion"]
     statuses = [m for t, m in messages if t == "status"]
     assert [m["seq"] for m in emotions] == list(range(len(emotions)))
-    assert [m["seq"] for m in statuses] == list(range(statuses[0]["seq"], statuses[-1]["seq"] + 1))
+    # The daemon waited for this subscriber, so it saw every message from the first.
+    assert [m["seq"] for m in statuses] == list(range(len(statuses)))
+    assert statuses[0]["source"]["state"] == "starting"
     assert statuses[-1]["windows"] == len(emotions) and statuses[-1]["dropped_windows"] == 0
     assert statuses[-1]["models"] == ["cnn", "lstm"]
 
@@ -93,7 +103,16 @@ def test_a_signal_stops_the_daemon_within_one_second_with_exit_status_zero(
 ):
     address = ipc_address(tmp_path)
     subscriber = subscribe(address)
-    daemon = serve("--source", str(conversation), "--bind", address, "--models-dir", str(model_dir))
+    daemon = serve(
+        "--source",
+        str(conversation),
+        "--bind",
+        address,
+        "--models-dir",
+        str(model_dir),
+        "--wait-subscriber",
+        "10",
+    )
     first = receive(subscriber, lambda topic, m: topic == "emotion", timeout=15)
     assert first and first[-1][0] == "emotion", daemon.stderr.read() if daemon.poll() else ""
     started = time.monotonic()
