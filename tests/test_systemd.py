@@ -106,7 +106,7 @@ def test_system_unit_runs_as_a_dedicated_user_in_the_audio_group_on_a_read_only_
     assert service["SupplementaryGroups"] == "audio"
     assert service["ProtectSystem"] == "strict"
     assert service["PrivateTmp"] == "yes"
-    assert service["RestrictAddressFamilies"] == "AF_UNIX AF_INET AF_INET6"
+    assert service["RestrictAddressFamilies"] == "AF_UNIX AF_INET AF_INET6 AF_NETLINK"
     assert service["DeviceAllow"] == "char-alsa rw"
     assert "--config /etc/emostream/emostream.toml" in service["ExecStart"]
 
@@ -128,7 +128,8 @@ def test_the_example_config_is_valid_and_matches_the_system_install():
 # time: a read-only file system, a private /tmp, a /proc showing only the service's processes
 # (and only its PIDs with ProcSubset=pid), a writable CacheDirectory=emostream, no_new_privs,
 # and W^X memory (prctl PR_SET_MDWE, the kernel's own form of MemoryDenyWriteExecute).
-# With SANDBOX_SYSCALLS set, only those syscalls are allowed (libseccomp), as SystemCallFilter=.
+# With SANDBOX_SYSCALLS set, only those syscalls are allowed (libseccomp), as SystemCallFilter=,
+# and SANDBOX_FAMILIES limits socket() to those address families, as RestrictAddressFamilies=.
 # Not reproduced: the user, ProtectHome (this Python may live under /root).
 # Arguments: flags, then the command to exec.
 SANDBOX = r"""
@@ -162,16 +163,29 @@ if "nnp" in flags:
 if "mdwe" in flags:
     prctl(65, 1)  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
 allowed = os.environ.pop("SANDBOX_SYSCALLS", "")
+families = os.environ.pop("SANDBOX_FAMILIES", "")
 if allowed:
+    class Comparison(ctypes.Structure):
+        _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
+                    ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+
     seccomp = ctypes.CDLL("libseccomp.so.2")
     seccomp.seccomp_init.restype = ctypes.c_void_p
     seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    ALLOW = ctypes.c_uint32(0x7FFF0000)
     # Everything not allowed fails with EPERM, as SystemCallErrorNumber=EPERM makes it.
     context = ctypes.c_void_p(seccomp.seccomp_init(ctypes.c_uint32(0x00050000 | 1)))
     for name in allowed.split(","):
         number = seccomp.seccomp_syscall_resolve_name(name.encode())
-        if number >= 0:  # not a syscall of this architecture
-            seccomp.seccomp_rule_add(context, ctypes.c_uint32(0x7FFF0000), number, 0)
+        if number < 0:  # not a syscall of this architecture
+            continue
+        if name == "socket" and families:
+            # RestrictAddressFamilies=: socket() only for the listed families (argument 0).
+            for family in families.split(","):
+                equal = Comparison(0, 4, int(family), 0)  # SCMP_CMP_EQ
+                seccomp.seccomp_rule_add_array(context, ALLOW, number, 1, ctypes.byref(equal))
+        else:
+            seccomp.seccomp_rule_add(context, ALLOW, number, 0)
     if seccomp.seccomp_load(context) != 0:
         sys.exit("seccomp_load failed")
 os.execvp(command[0], command)
@@ -231,6 +245,8 @@ def test_the_daemon_runs_under_the_system_units_restrictions(systemd_analyze, te
     syscalls = allowed_syscalls(systemd_analyze, SYSTEM_UNIT)
     assert "read" in syscalls and "mount" not in syscalls and "reboot" not in syscalls
     environment["SANDBOX_SYSCALLS"] = ",".join(sorted(syscalls))
+    families = [getattr(socket, name) for name in service["RestrictAddressFamilies"].split()]
+    environment["SANDBOX_FAMILIES"] = ",".join(str(int(family)) for family in families)
     assert {"strict", "privatetmp", "nnp"} <= set(flags)
     port = free_tcp_port()
     address = f"tcp://127.0.0.1:{port}"
