@@ -174,12 +174,16 @@ class Publisher:
         self.socket.close()
 
 
-def test_monitor_says_nothing_is_publishing_when_no_daemon_runs(tmux):
+def test_monitor_says_nothing_is_publishing_when_no_daemon_runs_and_quits_on_ctrl_c(tmux):
     address = free_address()
-    tmux.start(monitor_command(address))
+    tmux.start(f"{monitor_command(address)}; echo exit status $?; sleep 60")
     screen = tmux.wait_for(lambda s: "Nothing is publishing" in s)
     assert address in screen
     assert "Is the daemon running?" in screen
+    tmux.run("send-keys", "-t", "main", "C-c")
+    screen = tmux.wait_for(lambda s: "exit status" in s)
+    assert "exit status 0" in screen and "Traceback" not in screen
+    assert "Nothing is publishing" not in screen  # the full-screen view is gone
 
 
 def test_monitor_shows_label_bars_timeline_gaps_and_status(tmux):
