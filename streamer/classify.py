@@ -48,9 +48,11 @@ class FileResult:
 
     @property
     def speech_windows(self) -> int:
+        """Windows the speech gate let through to the models."""
         return sum(window.speech for window in self.windows)
 
     def model_label(self, model: str) -> str:
+        """The label ``model`` gives the file: its highest mean probability."""
         probabilities = self.models[model]
         return max(probabilities, key=probabilities.__getitem__)
 

@@ -317,6 +317,7 @@ class Subscriber:
         self.close()
 
     def close(self) -> None:
+        """Closes the socket; iteration then ends."""
         self._socket.close()
 
     def __iter__(self) -> Iterator[Event]:

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
@@ -111,6 +111,7 @@ class MonitorState:
         return now - since
 
     def publishing(self, now: float) -> bool:
+        """Whether a message arrived within ``stale_after`` seconds of ``now`` (monotonic)."""
         return self.last_message_at is not None and self.quiet_for(now) < self.stale_after
 
 
@@ -252,7 +253,7 @@ def render(state: MonitorState, now: float | None = None) -> RenderableType:
     )
 
 
-def run_monitor(address: str, stale_after: float = 3.0, console: Console | None = None) -> None:
+def run_monitor(address: str, stale_after: float = 3.0) -> None:
     """Shows the stream at ``address`` until interrupted; survives daemon restarts.
 
     The screen is redrawn four times a second from a rich thread, so the "last message" clock
@@ -269,7 +270,6 @@ def run_monitor(address: str, stale_after: float = 3.0, console: Console | None 
         Subscriber(address, quiet_after=stale_after) as subscriber,
         Live(
             get_renderable=current_screen,
-            console=console,
             refresh_per_second=4,
             screen=True,
         ),
