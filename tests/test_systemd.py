@@ -111,9 +111,9 @@ def test_system_unit_runs_as_a_dedicated_user_in_the_audio_group_on_a_read_only_
     assert "--config /etc/emostream/emostream.toml" in service["ExecStart"]
 
 
-def test_the_user_unit_reads_the_users_config_file():
+def test_the_user_unit_searches_the_config_files_as_a_user_would():
     service = read_unit(USER_UNIT)["Service"]
-    assert service["ExecStart"].endswith("serve --config %h/.config/emostream/emostream.toml")
+    assert service["ExecStart"].endswith("emostream serve")  # no --config: both files are read
     assert read_unit(USER_UNIT)["Install"]["WantedBy"] == "default.target"
 
 
