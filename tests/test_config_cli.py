@@ -151,3 +151,12 @@ def test_a_missing_config_file_is_named(tmp_path):
 def test_to_toml_round_trips_every_default():
     path_text = to_toml(Config())
     assert load_config(None, tomllib.loads(path_text)) == Config()
+
+
+@pytest.mark.parametrize("command", ["serve", "classify", "monitor"])
+def test_every_command_reads_the_user_file(tmp_path, command):
+    path = user_file(tmp_path, "[publish]\nbnd = 'tcp://127.0.0.1:5556'\n")
+    arguments = [command, "tests/data/03a01Wa.wav"] if command == "classify" else [command]
+    result = emostream(*arguments, home=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"Error: {path}: unknown config key 'publish.bnd'"
