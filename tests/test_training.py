@@ -6,6 +6,7 @@ Checks that the machinery works, not accuracy (a few epochs on a few clips).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from streamer.audio import read_audio
 from streamer.cli import main
 from streamer.features import FeatureExtractor, FeatureSpec
 from streamer.models import TFLiteModel, load_models
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytest.importorskip("tensorflow", reason="training needs the [train] extra")
 pytestmark = [pytest.mark.train, pytest.mark.corpus]
@@ -128,6 +131,43 @@ def test_evaluate_writes_json_markdown_and_confusion_pngs(datasets, tmp_path):
         assert (tmp_path / f"emodb-speaker-{model}.png").stat().st_size > 1000
     assert "ensemble" in fold["models"]
     assert "| cnn (int8) |" in (tmp_path / "emodb-speaker.md").read_text()
-    assert "| emodb | speaker | 1 (partial) | ensemble (int8) |" in (
-        tmp_path / "README.md"
-    ).read_text()
+    assert (
+        "| emodb | speaker | 1 (partial) | ensemble (int8) |"
+        in (tmp_path / "README.md").read_text()
+    )
+
+
+def test_model_metadata_quotes_the_evaluation_reports(tmp_path):
+    from training.export import attach_metrics
+
+    shipped = json.loads((ROOT / "models" / "cnn.json").read_text())
+    (tmp_path / "cnn.json").write_text(json.dumps(shipped))
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    figures = {
+        "unweighted_accuracy": 0.6,
+        "weighted_accuracy": 0.62,
+        "macro_f1": 0.58,
+        "loss": 1.1,
+        "confusion": [[1]],
+    }
+    (reports / "emodb-speaker.json").write_text(
+        json.dumps(
+            {
+                "corpus": "emodb",
+                "protocol": "speaker",
+                "mean": {"cnn": {"float": figures, "int8": figures}, "lstm": {"float": figures}},
+            }
+        )
+    )
+    attach_metrics(tmp_path / "cnn.tflite", reports)
+    metrics = json.loads((tmp_path / "cnn.json").read_text())["metrics"]
+    assert metrics == {
+        "emodb-speaker": {
+            "variant": "int8",
+            "unweighted_accuracy": 0.6,
+            "weighted_accuracy": 0.62,
+            "macro_f1": 0.58,
+            "loss": 1.1,
+        }
+    }

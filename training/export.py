@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,26 @@ def export_model(
     if keep_keras:
         model.save(directory / f"{name}.keras")
     return path
+
+
+def attach_metrics(model_file: Path, reports_dir: Path) -> dict:
+    """Copies the model's mean figures from every report in ``reports_dir`` into its metadata.
+
+    Reports are made by ``emostream evaluate`` with the same architecture and features; the
+    int8 figures are quoted where the report has them.
+    """
+    name = Path(model_file).stem
+    metrics = {}
+    for report_file in sorted(Path(reports_dir).glob("*.json")):
+        report = json.loads(report_file.read_text())
+        variants = report.get("mean", {}).get(name)
+        if not variants:
+            continue
+        variant = "int8" if "int8" in variants else "float"
+        figures = {k: v for k, v in variants[variant].items() if k != "confusion"}
+        metrics[f"{report['corpus']}-{report['protocol']}"] = {"variant": variant, **figures}
+    metadata_file = metadata_path(Path(model_file))
+    metadata = json.loads(metadata_file.read_text())
+    metadata["metrics"] = metrics
+    metadata_file.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    return metrics

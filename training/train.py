@@ -22,7 +22,7 @@ from training.corpora import (
     speakers,
 )
 from training.dataset import ORIGINAL, WindowSet, build_windows
-from training.export import export_model
+from training.export import attach_metrics, export_model
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -110,10 +110,12 @@ def train_models(
     policy: LabelPolicy = SHIPPED_POLICY,
     per_speaker: int | None = None,
     keep_keras: bool = True,
+    reports_dir: Path | None = Path("reports"),
 ) -> list[Path]:
     """Trains the models on every speaker of ``corpora`` and exports them into ``out_dir``.
 
     ``per_speaker`` keeps only that many utterances of each speaker (for quick runs and CI).
+    The evaluation figures found in ``reports_dir`` are copied into each model's metadata.
     """
     spec = spec or FeatureSpec()
     config = config or TrainConfig()
@@ -150,6 +152,8 @@ def train_models(
             dict(training),
             keep_keras=keep_keras,
         )
+        if reports_dir is not None:
+            attach_metrics(path, reports_dir)
         _LOGGER.info("%s: trained in %.0f s, written to %s", name, training["seconds"], path)
         written.append(path)
     return written
