@@ -296,6 +296,9 @@ class Subscriber:
         self._last_seq: dict[str, int] = {}
         self._daemon_started_at: float | None = None
         self._restart_unseen_by_emotion = False
+        """A status showed a restart that no emotion message has reported yet."""
+        self._restart_unseen_by_status = False
+        """An emotion's seq showed a restart that no status message has confirmed yet."""
         self._socket = zmq.Context.instance().socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         # Retry quickly at first, then every 2 s, so a restarted daemon is found within seconds.
@@ -379,16 +382,22 @@ class Subscriber:
         if moved:
             _LOGGER.info("%s: the daemon restarted", self.address)
             self._last_seq.pop("status", None)
-            self._restart_unseen_by_emotion = "emotion" in self._last_seq
-            self._last_seq.pop("emotion", None)
+            if not self._restart_unseen_by_status:
+                # The emotion seq seen so far belongs to the previous run.
+                self._restart_unseen_by_emotion = "emotion" in self._last_seq
+                self._last_seq.pop("emotion", None)
+        self._restart_unseen_by_status = False
         marked = self._sequence("status", event)
         return replace(marked, restarted=True) if moved else marked
 
     def _follow_emotion(self, event: Emotion) -> Emotion:
+        """Marks gaps and restarts, each restart once whichever topic shows it first."""
         marked = self._sequence("emotion", event)
         if self._restart_unseen_by_emotion:
             self._restart_unseen_by_emotion = False
             return replace(marked, restarted=True)
+        if marked.restarted:
+            self._restart_unseen_by_status = True
         return marked
 
     def _sequence(self, topic: str, event: Emotion | Status) -> Emotion | Status:

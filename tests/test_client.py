@@ -171,6 +171,22 @@ def test_a_new_daemon_start_time_is_a_restart_even_when_seq_moves_forward(publis
     ]
 
 
+def test_a_restart_seen_first_in_the_emotion_seq_is_reported_once_per_topic(publisher):
+    with Subscriber(endpoint(publisher)) as subscriber:
+        join(publisher, subscriber)
+        send(publisher, emotion_message(50))
+        send(publisher, emotion_message(0))
+        send(publisher, status_message(0, started_at=time.time()))
+        send(publisher, emotion_message(1))
+        events = [subscriber.receive(timeout=2) for _ in range(4)]
+    assert [(type(e).__name__, e.restarted, e.missed) for e in events] == [
+        ("Emotion", False, 0),
+        ("Emotion", True, 0),
+        ("Status", True, 0),
+        ("Emotion", False, 0),
+    ]
+
+
 def test_silence_is_an_event_without_a_label(publisher):
     with Subscriber(endpoint(publisher)) as subscriber:
         join(publisher, subscriber)
