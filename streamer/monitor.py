@@ -74,7 +74,7 @@ class MonitorState:
     missed_statuses: int = 0
     """Status messages lost in sequence gaps."""
     restarts: int = 0
-    """Daemon restarts seen (a topic's seq going backwards)."""
+    """Daemon restarts the client reported (new start time, or seq going backwards)."""
 
     def update(self, event: Event, now: float | None = None) -> None:
         """Folds one client event into the state; ``now`` is monotonic time (for tests)."""
