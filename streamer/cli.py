@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,11 @@ def monitor(address: str | None, stale_after: float, config_path: Path | None) -
 
     if address is None:
         address = connect_address(_effective_config(config_path, {}).config.publish.bind)
+    if not sys.stdout.isatty():
+        raise click.ClickException(
+            "monitor draws a live screen and needs a terminal; "
+            "for one line per window, run examples/subscriber.py"
+        )
     try:
         run_monitor(address, stale_after=stale_after)
     except ClientError as error:

@@ -262,3 +262,17 @@ def test_monitor_follows_a_real_daemon_through_its_end_and_restart(tmux, two_utt
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(10)
+
+
+def test_without_a_terminal_the_monitor_says_what_to_use_instead():
+    result = subprocess.run(
+        [shutil.which("emostream") or "emostream", "monitor", free_address()],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "Error: monitor draws a live screen and needs a terminal; "
+        "for one line per window, run examples/subscriber.py"
+    )
