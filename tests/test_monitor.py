@@ -83,13 +83,13 @@ def test_abbreviations_tell_every_label_apart():
 class Tmux:
     """A private tmux server (its own socket) holding one session, read with capture-pane."""
 
-    def __init__(self, name: str) -> None:
-        self.socket = f"emostream-test-{os.getpid()}-{name}"
+    def __init__(self, socket: Path) -> None:
+        self.socket = str(socket)
         self.env = {**os.environ, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "xterm-256color"}
 
     def run(self, *args: str) -> str:
         return subprocess.run(
-            ["tmux", "-L", self.socket, *args],
+            ["tmux", "-S", self.socket, *args],
             check=True,
             capture_output=True,
             text=True,
@@ -113,16 +113,16 @@ class Tmux:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
 
 
 @pytest.fixture
-def tmux(request) -> Iterator[Tmux]:
+def tmux(tmp_path) -> Iterator[Tmux]:
     if shutil.which("tmux") is None:
         if os.environ.get("EMOSTREAM_REQUIRE_DATA"):
             pytest.fail("tmux is not installed")
         pytest.skip("tmux is not installed")
-    session = Tmux(request.node.name[:40])
+    session = Tmux(tmp_path / "tmux.sock")
     yield session
     session.stop()
 
