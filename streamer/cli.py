@@ -30,6 +30,7 @@ def main(verbose: bool) -> None:
     help='"mic" (default input device), "mic:NAME_OR_INDEX", or an audio file.  [default: mic]',
 )
 @click.option("--fast", is_flag=True, help="Read a file source as fast as possible.")
+@click.option("--loop", is_flag=True, help="Start a file source over at its end.")
 @click.option("--bind", default=None, help="ZeroMQ PUB address.  [default: tcp://127.0.0.1:5556]")
 @click.option(
     "--model",
@@ -68,6 +69,7 @@ def main(verbose: bool) -> None:
 def serve(
     source: str | None,
     fast: bool,
+    loop: bool,
     bind: str | None,
     model: str | None,
     hop: float | None,
@@ -86,7 +88,12 @@ def serve(
 
     models = {"both": ("cnn", "lstm"), None: None}.get(model, (model,))
     overrides = {
-        "source": {"source": source, "fast": fast or None, "device_rate": device_rate},
+        "source": {
+            "source": source,
+            "fast": fast or None,
+            "loop": loop or None,
+            "device_rate": device_rate,
+        },
         "pipeline": {"models": models, "hop_seconds": hop, "model_dir": models_dir},
         "publish": {"bind": bind, "echo": echo or None, "wait_for_subscriber": wait_subscriber},
     }

@@ -36,6 +36,8 @@ class SourceConfig:
     """"mic" (default input device), "mic:NAME_OR_INDEX", or the path of an audio file."""
     fast: bool = False
     """Read a file source as fast as possible instead of in real time."""
+    loop: bool = False
+    """Start a file source over at its end instead of stopping (demos, soak tests)."""
     block_size: int = 1024
     """Samples per capture block, at the device rate (file sources: at the models' rate)."""
     device_rate: int = 0

@@ -97,12 +97,16 @@ class WavFile(AudioSource):
 
     live = False
 
-    def __init__(self, path: Path, sample_rate: int, block_size: int, realtime: bool) -> None:
+    def __init__(
+        self, path: Path, sample_rate: int, block_size: int, realtime: bool, loop: bool = False
+    ) -> None:
+        """``loop``: at the end, go on from the start (one unbroken stream, never "ended")."""
         self.path = Path(path)
         self.name = str(path)
         self.sample_rate = sample_rate
         self.block_size = block_size
         self.realtime = realtime
+        self.loop = loop
         self.state = "starting"
         self._file: sf.SoundFile | None = None
         self._resampler: Any = None
@@ -134,9 +138,13 @@ class WavFile(AudioSource):
             return None
         try:
             raw = self._file.read(self._file_block, dtype="float32", always_2d=True)
+            if self.loop and len(raw) < self._file_block:
+                self._file.seek(0)
+                rest = self._file.read(self._file_block - len(raw), dtype="float32", always_2d=True)
+                raw = np.concatenate([raw, rest])
         except (sf.LibsndfileError, RuntimeError) as error:
             raise SourceError(f"{self.path}: unreadable audio ({_reason(error)})") from None
-        last = len(raw) < self._file_block
+        last = not self.loop and len(raw) < self._file_block
         mono = raw.mean(axis=1, dtype=np.float32)
         if not np.all(np.isfinite(mono)):
             raise SourceError(f"{self.path}: samples are not finite numbers")
@@ -405,7 +413,7 @@ def open_source(config: SourceConfig, sample_rate: int) -> AudioSource:
     path = Path(spec)
     if not path.is_file():
         raise SourceError(f"{path}: no such audio file (or use mic, mic:NAME_OR_INDEX)")
-    return WavFile(path, sample_rate, config.block_size, realtime=not config.fast)
+    return WavFile(path, sample_rate, config.block_size, realtime=not config.fast, loop=config.loop)
 
 
 # Rates `emostream devices` probes: the models' rate and the usual hardware rates.
