@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import jsonschema
@@ -209,3 +210,27 @@ def test_a_busy_address_is_named(model_dir, tmp_path, test_clips):
     finally:
         first.terminate()
         first.wait(5)
+
+
+def test_the_daemon_never_imports_tensorflow(model_dir, tmp_path):
+    """A whole file served in-process leaves TensorFlow and Keras unimported."""
+    script = f"""
+import sys, threading
+from streamer.config import load_config
+from streamer.daemon import Daemon
+config = load_config(None, {{
+    "source": {{"source": "{ROOT / "tests" / "data" / "03a01Wa.wav"}", "fast": True}},
+    "pipeline": {{"model_dir": "{model_dir}"}},
+    "publish": {{"bind": "{ipc_address(tmp_path)}"}},
+}})
+daemon = Daemon(config)
+daemon.run(threading.Event())
+assert daemon.pipeline.windows == 1
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+print(heavy)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
