@@ -59,6 +59,23 @@ def main(verbose: bool) -> None:
     help="Seconds to wait for a first subscriber before reading the source.  [default: 0]",
 )
 @click.option(
+    "--curve-secret",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="This server's NAME.key_secret (emostream keygen): encrypt with CURVE.",
+)
+@click.option(
+    "--curve-clients",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Directory of the NAME.key public keys of clients allowed to subscribe.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow a non-loopback --bind without CURVE keys (anyone can subscribe).",
+)
+@click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -77,6 +94,9 @@ def serve(
     device_rate: int | None,
     echo: bool,
     wait_subscriber: float | None,
+    curve_secret: Path | None,
+    curve_clients: Path | None,
+    insecure: bool,
     config_path: Path | None,
 ) -> None:
     """Classify audio from a microphone or file and publish each window over ZeroMQ.
@@ -95,7 +115,14 @@ def serve(
             "device_rate": device_rate,
         },
         "pipeline": {"models": models, "hop_seconds": hop, "model_dir": models_dir},
-        "publish": {"bind": bind, "echo": echo or None, "wait_for_subscriber": wait_subscriber},
+        "publish": {
+            "bind": bind,
+            "echo": echo or None,
+            "wait_for_subscriber": wait_subscriber,
+            "curve_secret_key": str(curve_secret) if curve_secret else None,
+            "curve_clients": str(curve_clients) if curve_clients else None,
+            "insecure": insecure or None,
+        },
     }
     config = _effective_config(config_path, overrides).config
     try:
@@ -197,8 +224,26 @@ def _effective_config(config_path: Path | None, overrides: dict[str, dict[str, A
     show_default=True,
     help="Seconds without a message before the screen says nothing is publishing.",
 )
+@click.option(
+    "--curve-secret",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="This client's NAME.key_secret, for a daemon that publishes with CURVE.",
+)
+@click.option(
+    "--curve-server",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The daemon's public NAME.key (with --curve-secret).",
+)
 @config_option
-def monitor(address: str | None, stale_after: float, config_path: Path | None) -> None:
+def monitor(
+    address: str | None,
+    stale_after: float,
+    curve_secret: Path | None,
+    curve_server: Path | None,
+    config_path: Path | None,
+) -> None:
     """Live view of the stream at ADDRESS; reconnects when the daemon restarts.
 
     ADDRESS defaults to where the configuration makes the daemon publish.
@@ -215,11 +260,41 @@ def monitor(address: str | None, stale_after: float, config_path: Path | None) -
             "for one line per window, run examples/subscriber.py"
         )
     try:
-        run_monitor(address, stale_after=stale_after)
+        run_monitor(
+            address,
+            stale_after=stale_after,
+            curve_secret_key=curve_secret,
+            curve_server_key=curve_server,
+        )
     except ClientError as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         pass
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--name",
+    default="emostream",
+    show_default=True,
+    help="Key pair name: writes NAME.key (public) and NAME.key_secret (owner-only).",
+)
+def keygen(directory: Path, name: str) -> None:
+    """Make a CURVE key pair in DIRECTORY, for encrypted publishing beyond loopback.
+
+    The daemon uses its NAME.key_secret (serve --curve-secret); each client's NAME.key goes into
+    the daemon's authorised-clients directory (serve --curve-clients), and each client is given
+    the daemon's NAME.key (monitor --curve-server).
+    """
+    from streamer.keys import KeyFileError, generate_key_pair
+
+    try:
+        public, secret = generate_key_pair(directory, name)
+    except KeyFileError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"public key (share it): {public}")
+    click.echo(f"secret key (keep it):  {secret}")
 
 
 @main.command("config")

@@ -25,9 +25,12 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import zmq
+
+from streamer.keys import KeyFileError, load_key_pair, load_public_key
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -278,15 +281,30 @@ class Subscriber:
         address: str = DEFAULT_ADDRESS,
         topics: tuple[str, ...] = TOPICS,
         quiet_after: float | None = 5.0,
+        curve_secret_key: Path | None = None,
+        curve_server_key: Path | None = None,
     ) -> None:
         """Connects (lazily: ZeroMQ retries until a daemon binds ``address``).
 
         ``quiet_after``: seconds without any message after which a ``Quiet`` event is yielded,
         and again every ``quiet_after`` seconds while it lasts; None never yields one.
+        ``curve_secret_key`` (this client's ``.key_secret``) and ``curve_server_key`` (the
+        daemon's ``.key``) connect to a daemon that publishes with CURVE; one whose clients
+        directory lacks this client's public key sends it nothing (seen here as ``Quiet``).
         """
         unknown = [topic for topic in topics if topic not in TOPICS]
         if unknown:
             raise ClientError(f"unknown topic {unknown[0]!r}: choose from {', '.join(TOPICS)}")
+        if (curve_secret_key is None) != (curve_server_key is None):
+            raise ClientError(
+                f"{address}: CURVE needs both this client's key pair and the server's key"
+            )
+        curve: tuple[bytes, bytes, bytes] | None = None
+        if curve_secret_key is not None and curve_server_key is not None:
+            try:
+                curve = (*load_key_pair(curve_secret_key), load_public_key(curve_server_key))
+            except KeyFileError as error:
+                raise ClientError(str(error)) from None
         self.address = address
         self.quiet_after = quiet_after
         self.malformed = 0
@@ -304,6 +322,9 @@ class Subscriber:
         # Retry quickly at first, then every 2 s, so a restarted daemon is found within seconds.
         self._socket.setsockopt(zmq.RECONNECT_IVL, 100)
         self._socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        if curve is not None:
+            self._socket.curve_publickey, self._socket.curve_secretkey = curve[0], curve[1]
+            self._socket.curve_serverkey = curve[2]
         for topic in topics:
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii"))
         try:
@@ -419,11 +440,14 @@ def subscribe(
     address: str = DEFAULT_ADDRESS,
     topics: tuple[str, ...] = TOPICS,
     quiet_after: float | None = 5.0,
+    curve_secret_key: Path | None = None,
+    curve_server_key: Path | None = None,
 ) -> Iterator[Event]:
     """Events from the daemon at ``address`` until the caller stops iterating.
 
     A thin generator over ``Subscriber`` for programs that need nothing else; the socket is
-    closed when the generator is closed or garbage-collected.
+    closed when the generator is closed or garbage-collected. The CURVE key files are as for
+    ``Subscriber``.
     """
-    with Subscriber(address, topics, quiet_after) as subscriber:
+    with Subscriber(address, topics, quiet_after, curve_secret_key, curve_server_key) as subscriber:
         yield from subscriber

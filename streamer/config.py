@@ -116,6 +116,15 @@ class PublishConfig:
     wait_for_subscriber: float = 0.0
     """Seconds to wait for a first subscriber before reading the source (0: do not wait); with
     --fast, the first messages would otherwise leave before anyone listens."""
+    curve_secret_key: str = ""
+    """This server's key pair file (NAME.key_secret from `emostream keygen`): encrypts with
+    CURVE; "" publishes in plain text."""
+    curve_clients: str = ""
+    """Directory of the public keys (NAME.key) of the clients allowed to subscribe, read at
+    start; required with curve_secret_key."""
+    insecure: bool = False
+    """Allow binding a non-loopback address without CURVE keys: anyone who can reach it may
+    subscribe and read the stream."""
 
     def __post_init__(self) -> None:
         _require(
@@ -127,6 +136,12 @@ class PublishConfig:
         _require(self, "send_hwm", self.send_hwm >= 1, "must be at least 1")
         _require(self, "status_seconds", self.status_seconds > 0, "must be positive")
         _require(self, "wait_for_subscriber", self.wait_for_subscriber >= 0, "must be >= 0")
+        _require(
+            self,
+            "curve_clients",
+            bool(self.curve_clients) == bool(self.curve_secret_key),
+            "and publish.curve_secret_key must be given together",
+        )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TextIO
 
 import numpy as np
@@ -46,7 +47,14 @@ class Daemon:
         self._echo = echo if echo is not None else (sys.stdout if config.publish.echo else None)
         # Bound first: a busy address fails at once, and subscribers can connect while the
         # models load instead of missing the first messages.
-        self.publisher = Publisher(config.publish.bind, config.publish.send_hwm)
+        settings = config.publish
+        self.publisher = Publisher(
+            settings.bind,
+            settings.send_hwm,
+            curve_secret_key=Path(settings.curve_secret_key) if settings.curve_secret_key else None,
+            curve_clients=Path(settings.curve_clients) if settings.curve_clients else None,
+            insecure=settings.insecure,
+        )
         try:
             models = load_models(config.pipeline.model_dir, config.pipeline.models)
             self.pipeline = Pipeline(models, config.pipeline)

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rich.console import Group, RenderableType
 from rich.live import Live
@@ -253,8 +254,15 @@ def render(state: MonitorState, now: float | None = None) -> RenderableType:
     )
 
 
-def run_monitor(address: str, stale_after: float = 3.0) -> None:
+def run_monitor(
+    address: str,
+    stale_after: float = 3.0,
+    curve_secret_key: Path | None = None,
+    curve_server_key: Path | None = None,
+) -> None:
     """Shows the stream at ``address`` until interrupted; survives daemon restarts.
+
+    The CURVE key files are those of ``streamer.client.Subscriber``, for an encrypted daemon.
 
     The screen is redrawn four times a second from a rich thread, so the "last message" clock
     keeps moving while nothing arrives; a lock keeps it from drawing a half-updated state.
@@ -267,7 +275,12 @@ def run_monitor(address: str, stale_after: float = 3.0) -> None:
             return render(state)
 
     with (
-        Subscriber(address, quiet_after=stale_after) as subscriber,
+        Subscriber(
+            address,
+            quiet_after=stale_after,
+            curve_secret_key=curve_secret_key,
+            curve_server_key=curve_server_key,
+        ) as subscriber,
         Live(
             get_renderable=current_screen,
             refresh_per_second=4,

@@ -9,16 +9,20 @@ gap in ``seq``.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
 import socket
 import time
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
+from streamer.keys import KeyFileError, authorised_keys, load_key_pair
 from streamer.pipeline import WindowResult
 
 _LOGGER = logging.getLogger(__name__)
@@ -31,7 +35,24 @@ _LINGER_MS = 300
 
 
 class PublishError(Exception):
-    """The socket cannot be bound; the message names the address."""
+    """The socket cannot be bound or secured; the message names the address or key file."""
+
+
+def is_loopback(bind: str) -> bool:
+    """Whether only this machine can reach ``bind``: ipc://, or tcp:// on a loopback host.
+
+    Wildcards (``tcp://*:5556``, ``0.0.0.0``), interface names other than ``lo`` and other
+    addresses are reachable from the network.
+    """
+    if bind.startswith("ipc://"):
+        return True
+    host = bind.removeprefix("tcp://").rpartition(":")[0].strip("[]")
+    if host in ("localhost", "lo"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def message_schema() -> dict[str, Any]:
@@ -123,16 +144,39 @@ def _ipc_in_use(path: str) -> bool:
 
 
 class Publisher:
-    """A bound PUB socket with per-topic sequence numbers."""
+    """A bound PUB socket with per-topic sequence numbers, CURVE-encrypted when given keys."""
 
-    def __init__(self, bind: str, send_hwm: int) -> None:
-        """Binds ``bind`` (tcp:// or ipc://); raises PublishError naming it if that fails."""
+    def __init__(
+        self,
+        bind: str,
+        send_hwm: int,
+        curve_secret_key: Path | None = None,
+        curve_clients: Path | None = None,
+        insecure: bool = False,
+    ) -> None:
+        """Binds ``bind`` (tcp:// or ipc://); raises PublishError naming it if that fails.
+
+        With ``curve_secret_key`` (this server's ``.key_secret``) and ``curve_clients`` (a
+        directory of authorised clients' ``.key`` files), traffic is encrypted and only those
+        clients can subscribe. A bind reachable from the network is refused without them unless
+        ``insecure``: anyone there could otherwise listen in.
+        """
         self.bind = bind
+        if not is_loopback(bind) and curve_secret_key is None and not insecure:
+            raise PublishError(
+                f"{bind}: refusing to publish beyond loopback unencrypted; give CURVE keys "
+                "(--curve-secret FILE --curve-clients DIR) or --insecure"
+            )
+        if (curve_secret_key is None) != (curve_clients is None):
+            raise PublishError(f"{bind}: CURVE needs both a server secret key and a clients dir")
         self._context = zmq.Context()
+        self._authenticator: ThreadAuthenticator | None = None
         # XPUB sends exactly as PUB does, and also tells when a subscriber has arrived.
         self._socket = self._context.socket(zmq.XPUB)
         self._socket.setsockopt(zmq.SNDHWM, send_hwm)
         self._socket.setsockopt(zmq.LINGER, _LINGER_MS)
+        if curve_secret_key is not None and curve_clients is not None:
+            self._secure(curve_secret_key, curve_clients)
         try:
             if bind.startswith("ipc://") and _ipc_in_use(bind[len("ipc://") :]):
                 raise zmq.ZMQError(zmq.EADDRINUSE)
@@ -145,7 +189,31 @@ class Publisher:
         self._seq = {TOPIC_EMOTION: 0, TOPIC_STATUS: 0}
         self.unsent = 0
         """Messages the socket refused outright (normally 0: PUB drops silently at the HWM)."""
-        _LOGGER.info("publishing on %s", bind)
+        if curve_secret_key is None and not is_loopback(bind):
+            _LOGGER.warning(
+                "publishing on %s unencrypted to anyone who connects (--insecure)", bind
+            )
+        _LOGGER.info("publishing on %s%s", bind, " (CURVE)" if curve_secret_key else "")
+
+    def _secure(self, secret_key: Path, clients: Path) -> None:
+        """Makes the socket a CURVE server that admits only the keys found in ``clients``.
+
+        The authenticator thread answers ZeroMQ's ZAP requests: a client whose public key is not
+        in the directory (read once, at start) fails the handshake and is sent nothing.
+        """
+        try:
+            public, secret = load_key_pair(secret_key)
+            allowed = authorised_keys(clients)
+        except KeyFileError as error:
+            self.close()
+            raise PublishError(str(error)) from None
+        self._authenticator = ThreadAuthenticator(self._context, log=_LOGGER)
+        self._authenticator.start()
+        self._authenticator.configure_curve(domain="*", location=str(clients))
+        self._socket.curve_secretkey = secret
+        self._socket.curve_publickey = public
+        self._socket.curve_server = True
+        _LOGGER.info("CURVE: %d authorised client keys in %s", len(allowed), clients)
 
     def wait_for_subscriber(self, timeout: float) -> bool:
         """Waits up to ``timeout`` seconds for a first subscription; True if one arrived."""
@@ -185,4 +253,6 @@ class Publisher:
     def close(self) -> None:
         """Closes the socket, giving queued messages up to the linger time to leave."""
         self._socket.close()
+        if self._authenticator is not None:
+            self._authenticator.stop()
         self._context.term()
