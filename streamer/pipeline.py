@@ -103,15 +103,6 @@ class Pipeline:
         self.dropped_windows = 0
         """Windows skipped because a live source got ahead of the pipeline."""
 
-    @property
-    def hop_seconds(self) -> float:
-        return self.hop_frames * self.spec.hop_length / self.spec.sample_rate
-
-    @property
-    def stream_seconds(self) -> float:
-        """Audio pushed so far (seconds)."""
-        return self._samples_in / self.spec.sample_rate
-
     def _boundary(self) -> int:
         """Samples needed to complete the next window."""
         return (self._next_end_frame - 1) * self.spec.hop_length + self.spec.n_fft

@@ -187,8 +187,6 @@ class Publisher:
                 raise PublishError(f"{bind}: address already in use") from None
             raise PublishError(f"{bind}: cannot bind ({error.strerror})") from None
         self._seq = {TOPIC_EMOTION: 0, TOPIC_STATUS: 0}
-        self.unsent = 0
-        """Messages the socket refused outright (normally 0: PUB drops silently at the HWM)."""
         if curve_secret_key is None and not is_loopback(bind):
             _LOGGER.warning(
                 "publishing on %s unencrypted to anyone who connects (--insecure)", bind
@@ -234,7 +232,8 @@ class Publisher:
         try:
             self._socket.send_multipart([topic, payload], flags=zmq.NOBLOCK)
         except zmq.Again:
-            self.unsent += 1
+            # Not expected (at the high-water mark XPUB drops silently), and never worth a stall.
+            _LOGGER.debug("%s message dropped: socket busy", topic.decode())
         self._seq[topic] += 1
 
     def publish_emotion(self, result: WindowResult) -> dict[str, Any]:

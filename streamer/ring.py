@@ -75,13 +75,3 @@ class RingBuffer:
             out = np.concatenate([head, self._samples[: unread - first]])
             self._read = self._written
             return out, self._last_write_time
-
-    @property
-    def unread(self) -> int:
-        """Samples written and not yet read (may exceed ``capacity`` until the next read)."""
-        return self._written - self._read
-
-    @property
-    def total_written(self) -> int:
-        """Samples written since creation."""
-        return self._written

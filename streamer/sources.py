@@ -24,7 +24,6 @@ from streamer.ring import RingBuffer
 
 _LOGGER = logging.getLogger(__name__)
 
-STATES = ("starting", "running", "lost", "ended")
 # Rates tried, in order, when the models' rate is refused and the device names no default.
 _COMMON_RATES = (48000, 44100, 32000, 22050, 16000)
 # A running stream that delivers nothing for this long is taken as lost.
@@ -57,7 +56,7 @@ class AudioSource(ABC):
     """True when audio keeps arriving whether or not it is read (a microphone): a reader that
     falls behind should skip windows rather than lag further."""
     state: str = "starting"
-    """One of STATES."""
+    """"starting", "running", "lost" (a microphone vanished; being reopened) or "ended"."""
 
     @property
     def overflows(self) -> int:
