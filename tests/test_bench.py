@@ -1,0 +1,52 @@
+"""The bench's measurements measure what they claim (the naive path, needing TensorFlow, aside)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+from daemon_support import shipped_model_dir
+
+from streamer.bench import (
+    BenchReport,
+    Timing,
+    report_rows,
+    speech_audio,
+    time_serve,
+    time_streaming,
+)
+from streamer.models import load_models
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_models(shipped_model_dir(), ("cnn", "lstm"))
+
+
+def test_streaming_is_timed_once_per_hop_that_ran_both_models(models, test_clips):
+    audio = speech_audio(test_clips, models[0].metadata.features, 12.0)
+    assert len(audio) == 12 * 16000
+    timing = time_streaming(models, audio, 0.5)
+    # 12 s gives 21 windows of 2 s every 0.5 s; the first is dropped as warm-up, pauses skip some.
+    assert 10 <= timing.count <= 20
+    assert 0 < timing.median_ms <= timing.p99_ms < 1000
+
+
+def test_serve_is_timed_with_its_own_peak_memory(models, test_clips, tmp_path):
+    path = tmp_path / "speech.wav"
+    sf.write(path, speech_audio(test_clips, models[0].metadata.features, 10.0), 16000)
+    elapsed, peak_mib = time_serve(shipped_model_dir(), path, tmp_path)
+    assert 0 < elapsed < 30
+    # A Python process with numpy and TFLite: tens of MiB at least, and not this process's size.
+    assert 30 < peak_mib < 1000
+
+
+def test_the_report_shows_each_goal_beside_its_figure():
+    timing = Timing.of([0.001, 0.001, 0.002])
+    report = BenchReport(0.5, 1, timing, Timing.of([0.1, 0.1]), "stand-ins", 120.0, 1.2, 99.0, 0.7)
+    assert report.speedup == pytest.approx(100)
+    assert report.real_time_factor == pytest.approx(0.01)
+    rows = {measure: (value, goal) for measure, value, goal in report_rows(report)}
+    assert rows["peak RSS of serve"] == ("99 MiB", "<= 120 MB")
+    assert any(goal == ">= 20x" and value == "100x" for value, goal in rows.values())
+    assert np.isclose(timing.median_ms, 1.0)
