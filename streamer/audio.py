@@ -8,9 +8,23 @@ import librosa
 import numpy as np
 import soundfile as sf
 
+MIN_FILE_RATE = 4000
+"""Lowest sample rate (hertz) a file may declare. Below it the header is damaged, not speech,
+and resampling would multiply the file: a 2 s clip whose header says 1 Hz becomes 12 hours of
+audio (2.8 GB) at 16 kHz."""
+MAX_FILE_RATE = 768000
+"""Highest sample rate (hertz) a file may declare."""
+
 
 class AudioError(Exception):
     """An audio file cannot be read; the message names the file."""
+
+
+def rate_problem(rate: int) -> str | None:
+    """Why a file's declared sample ``rate`` cannot be right, or None when it can."""
+    if MIN_FILE_RATE <= rate <= MAX_FILE_RATE:
+        return None
+    return f"sample rate {rate} Hz is outside {MIN_FILE_RATE}-{MAX_FILE_RATE} Hz (damaged header?)"
 
 
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
@@ -25,6 +39,9 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
         raise AudioError(f"{path}: unreadable audio ({_reason(error)})") from None
     if audio.size == 0:
         raise AudioError(f"{path}: no audio samples")
+    problem = rate_problem(rate)
+    if problem is not None:
+        raise AudioError(f"{path}: {problem}")
     mono = audio.mean(axis=1)
     if not np.all(np.isfinite(mono)):
         raise AudioError(f"{path}: samples are not finite numbers")

@@ -175,6 +175,8 @@ def load_config(path: Path | None, overrides: dict[str, dict[str, Any]]) -> Conf
             loaded = tomllib.loads(Path(path).read_text())
         except OSError as error:
             raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{path}: config file is not UTF-8 text ({error.reason})") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: invalid TOML ({error})") from None
         _merge(values, loaded)

@@ -124,6 +124,13 @@ class TFLiteModel:
             raise ModelError(
                 f"{self.path}: {n_outputs} outputs but {len(self.metadata.labels)} labels"
             )
+        # A damaged file can pass the checks above and fail only when first run (XNNPACK
+        # prepares its kernels then): run it once now, not on the first speech of a live stream.
+        try:
+            self.predict(np.zeros(shape[1:3], np.float32))
+        except (ValueError, RuntimeError) as error:
+            reason = str(error).splitlines()[0][:120]
+            raise ModelError(f"{self.path}: not a usable TFLite model ({reason})") from None
 
     @property
     def name(self) -> str:

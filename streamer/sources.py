@@ -19,6 +19,7 @@ import sounddevice as sd
 import soundfile as sf
 import soxr
 
+from streamer.audio import rate_problem
 from streamer.config import SourceConfig
 from streamer.ring import RingBuffer
 
@@ -122,6 +123,10 @@ class WavFile(AudioSource):
         if self._file.frames == 0:
             raise SourceError(f"{self.path}: no audio samples")
         rate = self._file.samplerate
+        problem = rate_problem(rate)
+        if problem is not None:
+            self._file.close()
+            raise SourceError(f"{self.path}: {problem}")
         if rate != self.sample_rate:
             self._resampler = soxr.ResampleStream(
                 rate, self.sample_rate, 1, dtype="float32", quality="HQ"
