@@ -1,0 +1,110 @@
+"""The microphone vanishes under a running daemon and comes back: the daemon lives through it.
+
+A private PulseAudio server (tests/pulse_support.py) holds the only microphone, a null sink's
+monitor; unloading the sink removes it as unplugging a USB microphone would. The daemon captures
+it through ALSA's ``pulse`` device, exactly as ``serve --source mic:pulse`` does on a desktop.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+from daemon_support import (
+    ROOT,
+    emostream_command,
+    ipc_address,
+    receive,
+    shipped_model_dir,
+    subscribe,
+)
+from pulse_support import PrivatePulse, require_pulseaudio
+
+pytestmark = pytest.mark.mic
+
+RETRY_MAX_SECONDS = 2.0
+ANGRY = ROOT / "tests" / "data" / "03a01Wa.wav"
+
+
+@pytest.fixture()
+def pulse():
+    require_pulseaudio()
+    server = PrivatePulse()
+    yield server
+    server.stop()
+
+
+def state_is(state: str):
+    return lambda topic, message: topic == "status" and message["source"]["state"] == state
+
+
+def test_an_unplugged_microphone_is_reported_lost_retried_with_backoff_and_labels_resume(
+    pulse, tmp_path
+):
+    settings = tmp_path / "emostream.toml"
+    settings.write_text(f"[source]\nretry_max_seconds = {RETRY_MAX_SECONDS}\n")
+    address = ipc_address(tmp_path)
+    subscriber = subscribe(address)
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("w") as log:
+        daemon = subprocess.Popen(
+            [
+                *emostream_command(), "-v", "serve", "--source", "mic:pulse", "--bind", address,
+                "--config", str(settings), "--models-dir", str(shipped_model_dir()),
+            ],
+            env=pulse.env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )  # fmt: skip
+    messages: list[tuple[str, dict]] = []
+    try:
+        messages += receive(subscriber, lambda topic, m: topic == "emotion", timeout=20)
+        assert messages and messages[-1][0] == "emotion", log_path.read_text()
+
+        pulse.unplug()
+        unplugged = time.monotonic()
+        messages += receive(subscriber, state_is("lost"), timeout=10)
+        assert state_is("lost")(*messages[-1]), "the loss was not reported"
+        # Stay unplugged long enough for the backoff to reach its cap.
+        messages += receive(subscriber, lambda t, m: False, timeout=7.0)
+        assert daemon.poll() is None, "the daemon died with its microphone"
+
+        pulse.plug_in()
+        messages += receive(subscriber, state_is("running"), timeout=3 * RETRY_MAX_SECONDS + 5)
+        assert state_is("running")(*messages[-1]), "capture did not resume"
+        resumed = time.monotonic()
+        player = pulse.play(ANGRY)
+        messages += receive(
+            subscriber, lambda t, m: t == "emotion" and m["label"] is not None, timeout=15
+        )
+        player.wait(10)
+        assert daemon.poll() is None
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        status = daemon.wait(5)
+        subscriber.close()
+    log = log_path.read_text()
+    assert status == 0 and "Traceback" not in log, log
+
+    emotions = [m for t, m in messages if t == "emotion"]
+    statuses = [m for t, m in messages if t == "status"]
+    assert emotions[-1]["speech"] and emotions[-1]["label"] is not None, "no label after return"
+    # One daemon, one socket, all along: both topics' seq run on without a gap or a restart.
+    assert [m["seq"] for m in emotions] == list(range(emotions[0]["seq"], emotions[-1]["seq"] + 1))
+    assert [m["seq"] for m in statuses] == list(range(statuses[0]["seq"], statuses[-1]["seq"] + 1))
+    uptimes = [m["uptime_s"] for m in statuses]
+    assert uptimes == sorted(uptimes) and uptimes[-1] - uptimes[0] >= resumed - unplugged
+    states = [m["source"]["state"] for m in statuses]
+    first_lost, last_lost = states.index("lost"), len(states) - 1 - states[::-1].index("lost")
+    assert "running" in states[:first_lost] and "running" in states[last_lost:]
+    assert all(state == "lost" for state in states[first_lost : last_lost + 1])
+    assert all(m["source"]["name"] == "mic:pulse" for m in statuses)
+
+    # Reopening was retried with exponential backoff up to the configured cap.
+    assert "mic:pulse: stopped delivering audio; retrying" in log
+    delays = [float(d) for d in re.findall(r"still unavailable .*; next try in ([\d.]+) s", log)]
+    assert delays[:2] == [1.0, 2.0], log
+    assert len(delays) >= 3 and all(d == RETRY_MAX_SECONDS for d in delays[2:]), delays
