@@ -78,6 +78,8 @@ class Daemon:
             self.notifier.ready(f"publishing on {self.config.publish.bind}")
             while not stop.is_set():
                 block = self.source.read(_READ_TIMEOUT_SECONDS)
+                if self._last_state == "lost" and self.source.state == "running":
+                    self.pipeline.discontinuity()
                 if block is not None:
                     results = self.pipeline.push(
                         block.samples, block.captured_at, newest_only=self.source.live

@@ -90,6 +90,8 @@ class Pipeline:
         self.extractor = FeatureExtractor(self.spec)
         self._streaming = StreamingFeatures(self.extractor)
         self._samples_in = 0
+        # Stream sample where frame 0 of the current run of continuous audio begins.
+        self._origin = 0
         self._next_end_frame = self.spec.n_frames
         self._window_index = 0
         self.smoother = LabelSmoother(
@@ -105,7 +107,7 @@ class Pipeline:
 
     def _boundary(self) -> int:
         """Samples needed to complete the next window."""
-        return (self._next_end_frame - 1) * self.spec.hop_length + self.spec.n_fft
+        return self._origin + (self._next_end_frame - 1) * self.spec.hop_length + self.spec.n_fft
 
     def push(
         self, samples: np.ndarray, captured_at: float, newest_only: bool = False
@@ -141,6 +143,17 @@ class Pipeline:
             results.append(self._classify(*pending))
         return results
 
+    def discontinuity(self) -> None:
+        """Marks a break in the audio (a microphone reopened): no window spans it.
+
+        Frames and smoothing start afresh from the next sample; stream time and window numbers
+        go on, so the next window ends one window length after the break.
+        """
+        self._streaming = StreamingFeatures(self.extractor)
+        self._origin = self._samples_in
+        self._next_end_frame = self.spec.n_frames
+        self.smoother.reset()
+
     def finish(self, captured_at: float) -> list[WindowResult]:
         """At the end of a stream shorter than one window, classifies it padded with silence.
 
@@ -175,8 +188,8 @@ class Pipeline:
         else:
             # Each utterance is judged afresh, not biased by the one before the pause.
             self.smoother.reset()
-        start_sample = (end_frame - spec.n_frames) * spec.hop_length
-        end_sample = (end_frame - 1) * spec.hop_length + spec.n_fft
+        start_sample = self._origin + (end_frame - spec.n_frames) * spec.hop_length
+        end_sample = self._origin + (end_frame - 1) * spec.hop_length + spec.n_fft
         result = WindowResult(
             index=self._window_index,
             start=start_sample / spec.sample_rate,

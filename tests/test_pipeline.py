@@ -177,3 +177,20 @@ def test_models_with_different_labels_are_refused(models, tmp_path):
     renamed = load_models(tmp_path, ("cnn", "lstm"))
     with pytest.raises(ModelError, match="labels differ"):
         Pipeline(renamed, PipelineConfig())
+
+
+def test_after_a_discontinuity_no_window_spans_the_break(models, speech, test_clips):
+    pipeline = Pipeline(models, PipelineConfig())
+    before = pipeline.push(speech[:48000], 0.0)  # 3 s: windows ending at 1.992 and 2.492 s
+    pipeline.discontinuity()
+    after_break = read_audio(test_clips[1], 16000)
+    after = pipeline.push(after_break, 0.0)
+    assert [r.index for r in before + after] == list(range(len(before) + len(after)))
+    first = after[0]
+    assert (first.start, first.end) == (3.0, pytest.approx(3.0 + 1.992))
+    # The window holds only audio from after the break: what the clip alone gives.
+    (alone,) = classify_clip(after_break, models)
+    for name in alone.models:
+        expected = probabilities(alone, name)
+        np.testing.assert_allclose(probabilities(first, name), expected, atol=0.02)
+    assert first.label == alone.label
