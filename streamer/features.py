@@ -11,7 +11,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import librosa
 import numpy as np
 import scipy.fft
 
@@ -100,16 +99,10 @@ class FeatureExtractor:
 
     def __init__(self, spec: FeatureSpec) -> None:
         self.spec = spec
-        self._window = librosa.filters.get_window("hann", spec.n_fft, fftbins=True).astype(
-            np.float32
-        )
-        self._mel_basis = librosa.filters.mel(
-            sr=spec.sample_rate,
-            n_fft=spec.n_fft,
-            n_mels=spec.n_mels,
-            fmin=spec.fmin,
-            fmax=spec.fmax,
-        ).T.astype(np.float32)
+        # Periodic Hann window, as librosa.filters.get_window("hann", n_fft, fftbins=True).
+        n = np.arange(spec.n_fft)
+        self._window = (0.5 - 0.5 * np.cos(2 * np.pi * n / spec.n_fft)).astype(np.float32)
+        self._mel_basis = mel_basis(spec).T
         # Orthonormal DCT-II over the mel axis, as librosa.feature.mfcc applies it.
         self._dct = scipy.fft.dct(np.eye(spec.n_mels), type=2, norm="ortho", axis=1)[
             :, : spec.n_mfcc
@@ -158,6 +151,45 @@ class FeatureExtractor:
             )
             for s in starts
         ]
+
+
+def mel_basis(spec: FeatureSpec) -> np.ndarray:
+    """Slaney-style mel filterbank ((n_mels, n_fft // 2 + 1) float32), equal to
+    ``librosa.filters.mel`` with its defaults.
+
+    Computed here rather than by librosa because ``librosa.filters`` imports numba, which costs
+    the daemon 0.7 s of start-up and 150 MB of memory for a matrix built once.
+    """
+    fft_hz = np.fft.rfftfreq(spec.n_fft, 1.0 / spec.sample_rate)
+    edges_mel = np.linspace(_hz_to_mel(spec.fmin), _hz_to_mel(spec.fmax), spec.n_mels + 2)
+    edges_hz = _mel_to_hz(edges_mel)
+    widths = np.diff(edges_hz)
+    ramps = edges_hz[:, None] - fft_hz[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    # Slaney normalisation: each filter has unit area.
+    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+# Slaney's mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above.
+_MEL_LINEAR_HZ = 200.0 / 3
+_MEL_BREAK_HZ = 1000.0
+_MEL_BREAK = _MEL_BREAK_HZ / _MEL_LINEAR_HZ
+_MEL_LOG_STEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(hz: float | np.ndarray) -> np.ndarray:
+    hz = np.asarray(hz, dtype=np.float64)
+    above = _MEL_BREAK + np.log(np.maximum(hz, _MEL_BREAK_HZ) / _MEL_BREAK_HZ) / _MEL_LOG_STEP
+    return np.where(hz >= _MEL_BREAK_HZ, above, hz / _MEL_LINEAR_HZ)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    above = _MEL_BREAK_HZ * np.exp(_MEL_LOG_STEP * (mel - _MEL_BREAK))
+    return np.where(mel >= _MEL_BREAK, above, mel * _MEL_LINEAR_HZ)
 
 
 def hop_frames_for(spec: FeatureSpec, hop_seconds: float) -> int:

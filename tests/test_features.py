@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from streamer.audio import read_audio
-from streamer.features import FeatureExtractor, FeatureSpec, StreamingFeatures
+from streamer.features import FeatureExtractor, FeatureSpec, StreamingFeatures, mel_basis
 
 SPEC = FeatureSpec()
 
@@ -121,3 +121,15 @@ def test_spec_round_trips_through_its_dict_and_rejects_unknown_keys():
 def test_a_short_clip_still_yields_one_padded_window():
     windows = FeatureExtractor(SPEC).windows(np.ones(8000, np.float32) * 0.1, 0.5)
     assert len(windows) == 1 and windows[0].log_mel.shape == (SPEC.n_frames, SPEC.n_mels)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"n_mels": 64, "fmin": 0.0}, {"sample_rate": 22050, "n_fft": 1024, "fmax": 11025.0}],
+)
+def test_mel_filterbank_equals_librosas(changes):
+    spec = dataclasses.replace(SPEC, **changes)
+    expected = librosa.filters.mel(
+        sr=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_mels, fmin=spec.fmin, fmax=spec.fmax
+    )
+    np.testing.assert_allclose(mel_basis(spec), expected, rtol=1e-5, atol=1e-9)
