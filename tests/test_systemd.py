@@ -126,8 +126,8 @@ def test_the_example_config_is_valid_and_matches_the_system_install():
 
 # Reproduces, without systemd, the unit's restrictions that can break a Python daemon at run
 # time: a read-only file system, a private /tmp, a /proc showing only the service's processes
-# (and only its PIDs with ProcSubset=pid), a writable CacheDirectory=emostream, no_new_privs,
-# and W^X memory (prctl PR_SET_MDWE, the kernel's own form of MemoryDenyWriteExecute).
+# (and only its PIDs with ProcSubset=pid), no_new_privs and W^X memory (prctl PR_SET_MDWE,
+# the kernel's own form of MemoryDenyWriteExecute).
 # With SANDBOX_SYSCALLS set, only those syscalls are allowed (libseccomp), as SystemCallFilter=,
 # and SANDBOX_FAMILIES limits socket() to those address families, as RestrictAddressFamilies=.
 # Not reproduced: the user, ProtectHome (this Python may live under /root).
@@ -155,9 +155,6 @@ if "strict" in flags:
             mount("-o", "remount,bind,ro", point)
 if "privatetmp" in flags:
     mount("-t", "tmpfs", "tmpfs", "/tmp")
-if "cachedir" in flags:
-    mount("-t", "tmpfs", "tmpfs", "/var/cache")
-    os.mkdir("/var/cache/emostream")
 if "nnp" in flags:
     prctl(38, 1)  # PR_SET_NO_NEW_PRIVS
 if "mdwe" in flags:
@@ -198,7 +195,6 @@ def sandbox_flags(service: configparser.SectionProxy) -> list[str]:
         "strict": service.get("ProtectSystem") == "strict",
         "privatetmp": service.get("PrivateTmp") == "yes",
         "procsubset": service.get("ProcSubset") == "pid",
-        "cachedir": service.get("CacheDirectory") == "emostream",
         "nnp": service.get("NoNewPrivileges") == "yes",
         "mdwe": service.get("MemoryDenyWriteExecute") == "yes",
     }
@@ -287,7 +283,6 @@ def test_the_sandbox_really_refuses_what_the_unit_would(tmp_path):
         "    pass\n"
         "assert not os.path.exists('/proc/cpuinfo'), 'ProcSubset=pid not applied'\n"
         "assert os.listdir('/tmp') == [], 'PrivateTmp not applied'\n"
-        "open('/var/cache/emostream/probe', 'w').close()\n"
         "try:\n"
         "    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
         "    sys.exit('W^X memory allowed')\n"
@@ -295,7 +290,7 @@ def test_the_sandbox_really_refuses_what_the_unit_would(tmp_path):
         "    pass\n"
     )
     (tmp_path / "marker").write_text("outside")
-    flags = "strict,privatetmp,procsubset,cachedir,nnp,mdwe"
+    flags = "strict,privatetmp,procsubset,nnp,mdwe"
     result = run(
         "unshare", "--mount", "--pid", "--fork", sys.executable, "-c", SANDBOX, flags,
         sys.executable, "-c", probe,
