@@ -466,10 +466,12 @@ _CORPORA = click.Choice(["ravdess", "tess", "emodb", "cremad", "savee"])
 @click.option(
     "--model", type=click.Choice(["cnn", "lstm", "both"]), default="both", show_default=True
 )
-@click.option("--epochs", type=int, default=None, help="Training epochs.  [default: 30]")
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs.  [default: 30]"
+)
 @click.option(
     "--per-speaker",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Use only this many utterances of each speaker (quick runs).",
 )
@@ -493,7 +495,7 @@ def train(
         paths = train_models(
             corpora, data or _default_datasets(), out, names, config=config, per_speaker=per_speaker
         )
-    except CorpusError as error:
+    except (CorpusError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     for path in paths:
         click.echo(f"wrote {path} and {path.with_suffix('.json')}")
@@ -519,11 +521,15 @@ def train(
 @click.option(
     "--model", type=click.Choice(["cnn", "lstm", "both"]), default="both", show_default=True
 )
-@click.option("--epochs", type=int, default=None, help="Training epochs.  [default: 30]")
-@click.option("--folds", type=int, default=None, help="Run only the first N folds.")
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs.  [default: 30]"
+)
+@click.option(
+    "--folds", type=click.IntRange(min=1), default=None, help="Run only the first N folds."
+)
 @click.option(
     "--per-speaker",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Use only this many utterances of each speaker (quick runs).",
 )
@@ -556,7 +562,7 @@ def evaluate(
             folds_limit=folds,
             per_speaker=per_speaker,
         )
-    except CorpusError as error:
+    except (CorpusError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     for path in write_report(report, out):
         click.echo(f"wrote {path}")

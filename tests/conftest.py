@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from needs import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = ROOT / "tests" / "data"
@@ -22,9 +23,7 @@ def datasets() -> Path:
     missing = [name for name in ("emodb", "ravdess", "tess") if not (root / name).is_dir()]
     if missing:
         reason = f"corpora {', '.join(missing)} not found under {root} (set EMOSTREAM_DATA)"
-        if os.environ.get("EMOSTREAM_REQUIRE_DATA"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(reason)
     return root
 
 

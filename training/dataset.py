@@ -2,7 +2,8 @@
 
 Windows are placed on the speech of each clip (found by energy, 30 dB below the peak), hop by
 hop as the daemon would see it; a clip whose speech is shorter than a window gives one window
-centred on its speech, filled with the clip's own background rather than digital silence.
+centred on its speech, taken from the clip's own background around it. Only a clip shorter
+than a window is padded, with digital silence on both sides (the features' -80 dB floor).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ from training.corpora import Utterance
 _LOGGER = logging.getLogger(__name__)
 
 HOP_SECONDS = 0.5
+CACHE_VERSION = 1
+"""Part of the cache key: raise it when window placement or augmentation code changes."""
 SPEECH_TOP_DB = 30.0
 ORIGINAL = "original"
 
@@ -110,7 +114,7 @@ def _features_of(job: tuple[Path, str, FeatureSpec]) -> tuple[np.ndarray, np.nda
 
 
 def _cache_key(utterances: list[Utterance], variant: str, spec: FeatureSpec) -> str:
-    identity = [spec.to_dict(), variant, HOP_SECONDS, SPEECH_TOP_DB]
+    identity = [CACHE_VERSION, spec.to_dict(), variant, HOP_SECONDS, SPEECH_TOP_DB]
     for u in utterances:
         stat = u.path.stat() if u.path.exists() else None
         identity.append([str(u.path), stat.st_size if stat else -1, stat.st_mtime if stat else -1])
@@ -140,7 +144,10 @@ def build_windows(
             )
     jobs = [(u.path, variant, spec) for u in utterances]
     log_mel, mfcc_energy, owner, skipped = [], [], [], []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # Spawned, not forked: a fork of a process that has started TensorFlow's threads can
+    # deadlock or abort in the child.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         results = pool.map(_features_of, jobs, chunksize=16)
         for index, result in enumerate(
             track(results, total=len(jobs), description=f"features ({variant})")

@@ -73,21 +73,35 @@ def random_fold(utterances: list[Utterance], seed: int = 0, test_share: float = 
     return Fold("random", np.sort(train), np.sort(test))
 
 
+def confusion_scores(confusion: list[list[int]]) -> dict:
+    """UA, WA and macro-F1 of a confusion matrix (rows true, columns predicted).
+
+    UA is the mean recall over the classes that occur; macro-F1 averages the classes that occur
+    or are predicted, so a held-out speaker without, say, disgust is not scored 0 on it.
+    """
+    matrix = np.asarray(confusion, dtype=float)
+    true_counts, predicted_counts, hits = matrix.sum(axis=1), matrix.sum(axis=0), np.diag(matrix)
+    occurring = true_counts > 0
+    involved = occurring | (predicted_counts > 0)
+    f1 = 2 * hits / np.maximum(true_counts + predicted_counts, 1)
+    return {
+        "unweighted_accuracy": float(np.mean(hits[occurring] / true_counts[occurring])),
+        "weighted_accuracy": float(hits.sum() / matrix.sum()),
+        "macro_f1": float(np.mean(f1[involved])),
+    }
+
+
 def scores(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict:
-    """UA (mean recall over classes), weighted accuracy, macro-F1, loss and confusion matrix."""
-    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
+    """Confusion matrix, the figures derived from it, and the loss (mean cross-entropy)."""
+    from sklearn.metrics import confusion_matrix
 
     predicted = probabilities.argmax(axis=1)
-    present = np.arange(len(classes))
+    confusion = confusion_matrix(y_true, predicted, labels=np.arange(len(classes))).tolist()
     true_probability = probabilities[np.arange(len(y_true)), y_true]
     return {
-        "unweighted_accuracy": float(balanced_accuracy_score(y_true, predicted)),
-        "weighted_accuracy": float(np.mean(predicted == y_true)),
-        "macro_f1": float(
-            f1_score(y_true, predicted, labels=present, average="macro", zero_division=0)
-        ),
+        **confusion_scores(confusion),
         "loss": float(-np.mean(np.log(np.clip(true_probability, 1e-7, 1.0)))),
-        "confusion": confusion_matrix(y_true, predicted, labels=present).tolist(),
+        "confusion": confusion,
         "n": int(len(y_true)),
     }
 
@@ -115,6 +129,15 @@ def _int8_probabilities(
         return np.stack([tflite.predict(x) for x in test_inputs])
 
 
+def fold_windows(
+    fold: Fold, original: WindowSet, augmented: list[WindowSet]
+) -> tuple[WindowSet, WindowSet]:
+    """Training windows (original and augmented copies of training utterances) and test
+    windows (held-out utterances, unaugmented)."""
+    train = WindowSet.concat([s.select(fold.train) for s in (original, *augmented)])
+    return train, original.select(fold.test)
+
+
 def evaluate_fold(
     fold: Fold,
     original: WindowSet,
@@ -127,10 +150,7 @@ def evaluate_fold(
 ) -> dict:
     """Trains each model on the fold's training utterances (plus their augmented copies) and
     scores float and int8 versions on the held-out utterances, and the int8 ensemble."""
-    train = WindowSet.concat(
-        [original.select(fold.train)] + [a.select(fold.train) for a in augmented]
-    )
-    test = original.select(fold.test)
+    train, test = fold_windows(fold, original, augmented)
     train_labels = utterance_labels[train.utterance]
     result: dict = {
         "fold": fold.name,
@@ -201,7 +221,9 @@ def evaluate_leaky(
 
 
 def mean_scores(folds: list[dict]) -> dict:
-    """Mean of each figure over folds, per model and variant; confusion matrices summed."""
+    """Per model and variant: the mean of each figure over folds, and ``pooled`` figures from
+    the confusion matrix summed over folds (every utterance counted once, so folds with few
+    clips of a class do not swing the result)."""
     summary: dict = {}
     for model, variants in folds[0]["models"].items():
         summary[model] = {}
@@ -213,14 +235,25 @@ def mean_scores(folds: list[dict]) -> dict:
                 key: float(np.mean([s[key] for s in per_fold]))
                 for key in ("unweighted_accuracy", "weighted_accuracy", "macro_f1", "loss")
             }
-            summary[model][variant]["confusion"] = np.sum(
-                [s["confusion"] for s in per_fold], axis=0
-            ).tolist()
+            confusion = np.sum([s["confusion"] for s in per_fold], axis=0).tolist()
+            summary[model][variant]["confusion"] = confusion
+            summary[model][variant]["pooled"] = confusion_scores(confusion)
         if "agreement" in variants:
             summary[model]["agreement"] = float(
                 np.mean([f["models"][model]["agreement"] for f in folds])
             )
     return summary
+
+
+def rescored(report: dict) -> dict:
+    """The report with every figure recomputed from its confusion matrices (losses kept)."""
+    for fold in report["folds"]:
+        for variants in fold["models"].values():
+            for variant in ("float", "int8"):
+                if variant in variants:
+                    variants[variant].update(confusion_scores(variants[variant]["confusion"]))
+    report["mean"] = mean_scores(report["folds"])
+    return report
 
 
 def evaluate_corpus(
@@ -296,6 +329,7 @@ def write_report(report: dict, directory: Path) -> list[Path]:
     """JSON, Markdown table and confusion-matrix PNGs of a report; returns the files written."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    report = rescored(report)
     stem = f"{report['corpus']}-{report['protocol']}"
     written = [directory / f"{stem}.json", directory / f"{stem}.md"]
     written[0].write_text(json.dumps(report, indent=1) + "\n")
@@ -311,12 +345,14 @@ def summary_table(report_files: list[Path]) -> str:
     lines = [
         "# Evaluation reports",
         "",
-        "Mean over folds. UA = unweighted accuracy (mean per-class recall), per utterance; the",
+        "Mean over folds; pooled = from the confusion matrix summed over folds. UA = unweighted",
+        "accuracy (mean per-class recall), per utterance, WA = accuracy; the",
         "leaky rows score single windows, as the seed notebook did. Reproduce a row with",
         "`emostream evaluate --corpus CORPUS --protocol PROTOCOL`.",
         "",
-        "| Corpus | Protocol | Folds | Model | Loss | UA | WA | Macro-F1 | int8 = float |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Corpus | Protocol | Folds | Model | Loss | UA | UA pooled | WA | Macro-F1 "
+        "| int8 = float |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for path in report_files:
         report = json.loads(path.read_text())
@@ -329,6 +365,7 @@ def summary_table(report_files: list[Path]) -> str:
             lines.append(
                 f"| {report['corpus']} | {report['protocol']} | {folds} | {model} ({variant}) "
                 f"| {s['loss']:.3f} | {100 * s['unweighted_accuracy']:.1f} % "
+                f"| {100 * s['pooled']['unweighted_accuracy']:.1f} % "
                 f"| {100 * s['weighted_accuracy']:.1f} % | {100 * s['macro_f1']:.1f} % "
                 f"| {'' if agreement is None else f'{100 * agreement:.1f} %'} |"
             )
@@ -347,12 +384,12 @@ def markdown_table(report: dict) -> str:
         ),
         "",
         f"{len(report['folds'])} fold(s), {report['utterances']} utterances, "
-        f"labels: {', '.join(report['labels'])}. Mean over folds.",
+        f"labels: {', '.join(report['labels'])}. Mean over folds; pooled = from the confusion "
+        "matrix summed over folds.",
         "",
-        "| Model | Loss | Accuracy ("
-        + metric
-        + ") | Weighted accuracy | Macro-F1 | int8 agreement |",
-        "|---|---|---|---|---|---|",
+        f"| Model | Loss | Accuracy ({metric}) | {metric} pooled | Weighted accuracy | Macro-F1 "
+        "| int8 agreement |",
+        "|---|---|---|---|---|---|---|",
     ]
     for model, variants in report["mean"].items():
         for variant in ("float", "int8"):
@@ -363,10 +400,10 @@ def markdown_table(report: dict) -> str:
             cells = [
                 f"{model} ({variant})",
                 f"{s['loss']:.4f}",
-                *(
-                    f"{100 * s[k]:.2f} %"
-                    for k in ("unweighted_accuracy", "weighted_accuracy", "macro_f1")
-                ),
+                f"{100 * s['unweighted_accuracy']:.2f} %",
+                f"{100 * s['pooled']['unweighted_accuracy']:.2f} %",
+                f"{100 * s['weighted_accuracy']:.2f} %",
+                f"{100 * s['macro_f1']:.2f} %",
                 "" if agreement is None else f"{100 * agreement:.1f} %",
             ]
             lines.append("| " + " | ".join(cells) + " |")
