@@ -26,7 +26,7 @@ import soundfile as sf
 from streamer.audio import read_audio
 from streamer.config import PipelineConfig
 from streamer.features import FeatureSpec
-from streamer.models import TFLiteModel, load_models
+from streamer.models import ModelError, TFLiteModel, load_models
 from streamer.pipeline import Pipeline
 
 _LOGGER = logging.getLogger(__name__)
@@ -114,12 +114,36 @@ def time_streaming(models: list[TFLiteModel], audio: np.ndarray, hop_seconds: fl
     return Timing.of(durations[1:])
 
 
+def librosa_features(samples: np.ndarray, spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """The textbook librosa computation of both inputs of one window, (frames, columns) each.
+
+    The naive path's features, and the reference the feature module is tested against.
+    """
+    import librosa
+
+    mel = librosa.feature.melspectrogram(
+        y=samples,
+        sr=spec.sample_rate,
+        n_fft=spec.n_fft,
+        hop_length=spec.hop_length,
+        center=False,
+        n_mels=spec.n_mels,
+        fmin=spec.fmin,
+        fmax=spec.fmax,
+    )
+    mel_db = librosa.power_to_db(mel, amin=spec.amin, top_db=None)
+    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=spec.n_mfcc)
+    rms = librosa.feature.rms(
+        y=samples, frame_length=spec.n_fft, hop_length=spec.hop_length, center=False
+    )
+    rms_db = librosa.amplitude_to_db(rms, amin=np.sqrt(spec.amin), top_db=None)
+    return {"log_mel": mel_db.T, "mfcc_energy": np.concatenate([mfcc, rms_db]).T}
+
+
 def time_naive(
     models: list[TFLiteModel], model_dir: Path, audio: np.ndarray, hop_seconds: float, hops: int
 ) -> tuple[Timing, str]:
     """Per-hop time of librosa whole-window features plus Keras predict, and the models' origin."""
-    import librosa
-
     keras_models, origin = _keras_models(models, model_dir)
     spec = models[0].metadata.features
     window = spec.window_samples
@@ -127,24 +151,7 @@ def time_naive(
     durations = []
     for start in range(0, min(len(audio) - window, hops * hop) + 1, hop):
         started = time.perf_counter()
-        samples = audio[start : start + window]
-        mel = librosa.feature.melspectrogram(
-            y=samples,
-            sr=spec.sample_rate,
-            n_fft=spec.n_fft,
-            hop_length=spec.hop_length,
-            center=False,
-            n_mels=spec.n_mels,
-            fmin=spec.fmin,
-            fmax=spec.fmax,
-        )
-        mel_db = librosa.power_to_db(mel, amin=spec.amin, top_db=None)
-        mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=spec.n_mfcc)
-        rms = librosa.feature.rms(
-            y=samples, frame_length=spec.n_fft, hop_length=spec.hop_length, center=False
-        )
-        rms_db = librosa.amplitude_to_db(rms, amin=np.sqrt(spec.amin), top_db=None)
-        inputs = {"log_mel": mel_db.T, "mfcc_energy": np.concatenate([mfcc, rms_db]).T}
+        inputs = librosa_features(audio[start : start + window], spec)
         for model, keras_model in zip(models, keras_models, strict=True):
             x = inputs[model.metadata.model_input]
             x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-3)
@@ -154,7 +161,7 @@ def time_naive(
 
 
 def _keras_models(models: list[TFLiteModel], model_dir: Path) -> tuple[list[Any], str]:
-    """The float Keras models beside the TFLite ones, else untrained stand-ins of that shape."""
+    """The float Keras models saved beside the TFLite ones by ``emostream train``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
@@ -162,40 +169,14 @@ def _keras_models(models: list[TFLiteModel], model_dir: Path) -> tuple[list[Any]
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     paths = [Path(model_dir) / f"{model.name}.keras" for model in models]
-    if all(path.is_file() for path in paths):
-        try:
-            loaded = [keras.models.load_model(path, safe_mode=False) for path in paths]
-            return loaded, ", ".join(str(path) for path in paths)
-        except (ValueError, TypeError, NotImplementedError) as error:
-            reason = str(error).strip().splitlines()[0]
-            _LOGGER.warning("cannot load the Keras models (%s): timing stand-ins", reason)
-            origin = f"untrained stand-ins of the same architecture ({paths[0]}: {reason})"
-            return [_stand_in(model) for model in models], origin
-    return [_stand_in(model) for model in models], "untrained stand-ins of the same architecture"
-
-
-def _stand_in(model: TFLiteModel) -> Any:
-    """The architecture of training/architectures.py, untrained: the timing is what matters."""
-    import keras
-    from keras import layers
-
-    _, frames, columns, _ = model.metadata.input_shape
-    inputs = keras.Input((frames, columns, 1))
-    x = inputs
-    for _ in range(3 if model.name == "cnn" else 2):
-        x = layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
-        x = layers.MaxPooling2D(2)(x)
-    if model.name == "cnn":
-        # The mean over time, as a pooling layer: same arithmetic, no Lambda to serialise.
-        x = layers.Flatten()(layers.AveragePooling2D((x.shape[1], 1))(x))
-    else:
-        x = layers.Reshape((x.shape[1], x.shape[2] * x.shape[3]))(x)
-        x = layers.LSTM(100, unroll=True)(x)
-    x = layers.Dense(128, activation="relu")(x)
-    outputs = layers.Softmax()(layers.Dense(len(model.labels))(x))
-    return keras.Model(inputs, outputs)
+    for path in paths:
+        if not path.is_file():
+            raise ModelError(f"{path}: float Keras model for the naive path not found")
+    try:
+        return [keras.models.load_model(path) for path in paths], ", ".join(map(str, paths))
+    except (ValueError, TypeError, OSError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise ModelError(f"{paths[0].parent}: cannot load the Keras models ({reason})") from None
 
 
 def _emostream() -> list[str]:
@@ -213,15 +194,21 @@ def time_serve(model_dir: Path, path: Path, socket_dir: Path) -> tuple[float, fl
     """
     command = [*_emostream(), "serve", "--source", str(path), "--fast"]
     command += ["--models-dir", str(model_dir), "--bind", f"ipc://{socket_dir / 'bench.sock'}"]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak_kib = 0
-    while process.poll() is None:
-        peak_kib = max(peak_kib, _peak_rss_kib(process.pid))
-        time.sleep(0.005)
-    elapsed = time.perf_counter() - started
+    errors = socket_dir / "serve.stderr"
+    with errors.open("wb") as stderr:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        peak_kib = 0
+        try:
+            while process.poll() is None:
+                peak_kib = max(peak_kib, _peak_rss_kib(process.pid))
+                time.sleep(0.005)
+        finally:
+            process.kill()
+            process.wait()
+        elapsed = time.perf_counter() - started
     if process.returncode != 0:
-        raise RuntimeError(f"serve failed: {process.stderr.read().decode().strip()}")
+        raise RuntimeError(f"serve failed: {errors.read_text().strip()}")
     return elapsed, peak_kib / 1024.0
 
 
@@ -251,7 +238,8 @@ def time_first_label(model_dir: Path, clip: Path, socket_dir: Path) -> float:
                 if isinstance(subscriber.receive(timeout=0.01), Emotion):
                     return time.perf_counter() - started
         finally:
-            process.wait(10)
+            process.kill()
+            process.wait()
     raise RuntimeError("serve published no emotion message within 30 s")
 
 

@@ -164,6 +164,7 @@ def bench(
     from rich.console import Console
     from rich.table import Table
 
+    from streamer.audio import AudioError
     from streamer.bench import DEFAULT_CLIPS, report_json, report_rows, run_bench
     from streamer.models import DEFAULT_MODEL_DIR, ModelError
 
@@ -172,7 +173,7 @@ def bench(
         raise click.ClickException("no clips given and none in tests/data")
     try:
         report = run_bench(models_dir or DEFAULT_MODEL_DIR, speech, seconds, naive_hops=naive_hops)
-    except ModelError as error:
+    except (ModelError, AudioError, RuntimeError) as error:
         raise click.ClickException(str(error)) from None
     except ModuleNotFoundError as error:
         raise click.ClickException(

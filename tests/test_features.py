@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from streamer.audio import read_audio
+from streamer.bench import librosa_features
 from streamer.features import FeatureExtractor, FeatureSpec, StreamingFeatures, mel_basis
 
 SPEC = FeatureSpec()
@@ -16,24 +17,8 @@ SPEC = FeatureSpec()
 
 def librosa_reference(audio: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
     """Log-mel and MFCC+RMS computed the textbook way with librosa, (frames, columns)."""
-    mel = librosa.feature.melspectrogram(
-        y=audio,
-        sr=spec.sample_rate,
-        n_fft=spec.n_fft,
-        hop_length=spec.hop_length,
-        center=False,
-        n_mels=spec.n_mels,
-        fmin=spec.fmin,
-        fmax=spec.fmax,
-        power=2.0,
-    )
-    mel_db = librosa.power_to_db(mel, ref=1.0, amin=spec.amin, top_db=None)
-    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=spec.n_mfcc)
-    rms = librosa.feature.rms(
-        y=audio, frame_length=spec.n_fft, hop_length=spec.hop_length, center=False
-    )
-    rms_db = librosa.amplitude_to_db(rms, ref=1.0, amin=np.sqrt(spec.amin), top_db=None)
-    return mel_db.T, np.concatenate([mfcc, rms_db]).T
+    reference = librosa_features(audio, spec)
+    return reference["log_mel"], reference["mfcc_energy"]
 
 
 def test_features_equal_librosa_on_committed_clips(test_clips):
