@@ -61,7 +61,7 @@ def _read(path: Path) -> tuple[bytes, bytes | None]:
         public, secret = zmq.auth.load_certificate(path)
     except OSError:
         raise KeyFileError(f"{path}: key file not found") from None
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
         raise KeyFileError(f"{path}: not a key file made by emostream keygen") from None
     for key in (public, secret):
         if key is not None and not _is_curve_key(key):

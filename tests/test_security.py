@@ -6,7 +6,9 @@ wildcard address is only ever reached through loopback.
 
 from __future__ import annotations
 
+import random
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -26,12 +28,24 @@ CLIP = ROOT / "tests" / "data" / "03a01Wa.wav"
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    probe = zmq.Context.instance().socket(zmq.PUB)
-    probe.bind("tcp://127.0.0.1:*")
-    port = int(probe.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
-    probe.close()
-    return port
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the ephemeral range.
+
+    Subscribers connect before the daemon binds and keep retrying; to a port in the ephemeral
+    range, Linux sometimes picks that very port as the source and the socket connects to itself
+    (TCP simultaneous open), which then keeps the daemon from binding it.
+    """
+    lowest_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        for port in random.sample(range(10000, lowest_ephemeral), 200):
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    finally:
+        probe.close()
+    raise AssertionError("no free port below the ephemeral range")
 
 
 def one_error_line(stderr: str) -> list[str]:
@@ -204,12 +218,12 @@ def test_only_an_authorised_client_receives_and_everyone_else_receives_nothing(k
             event = alice.receive(timeout=0.1)
             if event is not None:
                 alice_events.append(event)
-            for name, socket in (("mallory", mallory._socket), ("misled", misled._socket)):
-                if socket.poll(0):
+            for name, peer in (("mallory", mallory._socket), ("misled", misled._socket)):
+                if peer.poll(0):
                     others_received.append(name)
             if plain.poll(0):
                 others_received.append("plain")
-        assert sum(isinstance(e, Emotion) for e in alice_events) >= 4, daemon.stderr
+        assert sum(isinstance(e, Emotion) for e in alice_events) >= 4, f"daemon: {daemon.poll()}"
         assert any(isinstance(e, Status) and e.source_state == "running" for e in alice_events)
         emotions = [e for e in alice_events if isinstance(e, Emotion)]
         assert any(e.label == "angry" for e in emotions)
