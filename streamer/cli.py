@@ -406,13 +406,8 @@ def classify(
 @main.command()
 def devices() -> None:
     """List audio input devices and the sample rates each accepts."""
-    try:
-        from streamer.sources import SourceError, list_input_devices
-    except OSError as error:
-        # sounddevice raises OSError on import when the PortAudio library is missing.
-        raise click.ClickException(
-            f"PortAudio is not available ({error}); install it: sudo apt install libportaudio2"
-        ) from None
+    from streamer.sources import SourceError, list_input_devices
+
     try:
         found = list_input_devices()
     except SourceError as error:

@@ -66,6 +66,7 @@ class Daemon:
         self._inference_ms: collections.deque[float] = collections.deque(maxlen=_TIMING_HISTORY)
         self._started = time.monotonic()
         self._last_state = ""
+        self._overflows_seen = 0
         self._next_status = 0.0
         self._next_watchdog = 0.0
 
@@ -78,7 +79,7 @@ class Daemon:
             self.notifier.ready(f"publishing on {self.config.publish.bind}")
             while not stop.is_set():
                 block = self.source.read(_READ_TIMEOUT_SECONDS)
-                if self._last_state == "lost" and self.source.state == "running":
+                if self._audio_was_lost():
                     self.pipeline.discontinuity()
                 if block is not None:
                     results = self.pipeline.push(
@@ -95,6 +96,14 @@ class Daemon:
             self._publish_status()
             self.publisher.close()
             self.notifier.close()
+
+    def _audio_was_lost(self) -> bool:
+        """Whether audio is missing before what the source returns next: a reopened microphone,
+        or an overflow (PortAudio's or the ring's) since the last read."""
+        overflows = self.source.overflows
+        gap = overflows != self._overflows_seen
+        self._overflows_seen = overflows
+        return gap or (self._last_state == "lost" and self.source.state == "running")
 
     def _await_subscriber(self, stop: threading.Event) -> None:
         """Holds the source back until someone listens, when configured to."""

@@ -2,7 +2,8 @@
 
 ``Microphone`` captures through sounddevice (the only module that touches it) into a ring
 buffer; ``WavFile`` replays a file in real time or as fast as possible, so the daemon, tests and
-demos run the same code with or without a microphone.
+demos run the same code with or without a microphone. sounddevice is imported only where a
+microphone is used: importing it fails without the PortAudio library, which files do not need.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
-import sounddevice as sd
 import soundfile as sf
 import soxr
 
@@ -34,6 +35,26 @@ _FIRST_RETRY_SECONDS = 0.5
 
 class SourceError(Exception):
     """A source cannot be opened; the message names the device or file."""
+
+
+class UnknownDeviceError(SourceError):
+    """The device named matches none (or several) of the inputs PortAudio lists.
+
+    A configuration error, unlike an empty device list or a device that fails to open, which a
+    microphone not yet plugged in or a sound server not yet started also cause.
+    """
+
+
+def require_portaudio() -> ModuleType:
+    """The sounddevice module; SourceError (one line) when the PortAudio library is missing."""
+    try:
+        import sounddevice
+    except OSError as error:
+        # sounddevice raises OSError on import when it cannot load libportaudio.
+        raise SourceError(
+            f"PortAudio is not available ({error}); install it: sudo apt install libportaudio2"
+        ) from None
+    return sounddevice
 
 
 @dataclass(frozen=True)
@@ -190,8 +211,10 @@ class Microphone(AudioSource):
 
     The device is opened at the models' rate when it offers it, else at its own default rate
     (USB microphones often offer only 44.1 or 48 kHz) and resampled here, off the audio thread.
-    If the device vanishes, ``state`` becomes "lost" and reopening is retried with exponential
-    backoff; ``read`` keeps returning None meanwhile instead of raising.
+    If the device vanishes, or cannot be opened at start (not plugged in yet, sound server not
+    up yet), ``state`` becomes "lost" and reopening is retried with exponential backoff;
+    ``read`` keeps returning None meanwhile instead of raising. A named device is reopened by
+    its full name, since PortAudio's indices shift when devices come and go.
     """
 
     live = True
@@ -206,7 +229,11 @@ class Microphone(AudioSource):
         retry_max_seconds: float = 10.0,
         latency_seconds: float = 0.1,
     ) -> None:
-        """``device`` is an index, a (part of a) device name, or None for the default input."""
+        """``device`` is an index, a (part of a) device name, or None for the default input.
+
+        Raises SourceError when the PortAudio library is missing.
+        """
+        self._sd = require_portaudio()
         self.device = device
         self.name = "mic" if device is None else f"mic:{device}"
         self.sample_rate = sample_rate
@@ -226,6 +253,8 @@ class Microphone(AudioSource):
         self._last_data = 0.0
         self._retry_at = 0.0
         self._retry_delay = _FIRST_RETRY_SECONDS
+        self._opened_name: str | None = None
+        """Full name of the device ``device`` named when it was first opened."""
 
     @property
     def overflows(self) -> int:
@@ -233,7 +262,18 @@ class Microphone(AudioSource):
         return self._previous_overflows + self._callback_overflows + ring
 
     def start(self) -> None:
-        self._open()
+        """Opens the device, or enters "lost" to retry if it cannot be opened yet.
+
+        Raises UnknownDeviceError when ``device`` matches none (or several) of the inputs
+        PortAudio lists: retrying would not help, and the user should see the mistake at once
+        rather than a daemon waiting forever.
+        """
+        try:
+            self._open()
+        except UnknownDeviceError:
+            raise
+        except (SourceError, self._sd.PortAudioError) as error:
+            self._lose(f"cannot open ({error})")
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         # Runs on the audio thread: copy into the ring, count problems, return. Nothing else.
@@ -242,7 +282,11 @@ class Microphone(AudioSource):
         self._ring.write(indata[:, 0])  # type: ignore[union-attr]
 
     def _open(self) -> None:
-        index = resolve_input_device(self.device)
+        sd = self._sd
+        if self._opened_name is None:
+            index = resolve_input_device(self.device)
+        else:
+            index = _input_named(self._opened_name)
         info = sd.query_devices(index, "input")
         self.capture_rate = self._choose_rate(index, info)
         if self._ring is not None:
@@ -269,6 +313,8 @@ class Microphone(AudioSource):
             raise SourceError(f"input device {info['name']!r}: cannot open ({error})") from None
         self._last_data = time.monotonic()
         self.state = "running"
+        if self.device is not None:
+            self._opened_name = info["name"]
         _LOGGER.info(
             "capturing from %r at %d Hz (models hear %d Hz)",
             info["name"],
@@ -286,8 +332,10 @@ class Microphone(AudioSource):
             if rate <= 0:
                 continue
             try:
-                sd.check_input_settings(device=index, samplerate=rate, channels=1, dtype="float32")
-            except (sd.PortAudioError, ValueError):
+                self._sd.check_input_settings(
+                    device=index, samplerate=rate, channels=1, dtype="float32"
+                )
+            except (self._sd.PortAudioError, ValueError):
                 continue
             return rate
         raise SourceError(
@@ -329,7 +377,7 @@ class Microphone(AudioSource):
         try:
             rescan_devices()
             self._open()
-        except (SourceError, sd.PortAudioError) as error:
+        except (SourceError, self._sd.PortAudioError) as error:
             self._retry_delay = min(self._retry_delay * 2, self.retry_max_seconds)
             self._retry_at = time.monotonic() + self._retry_delay
             _LOGGER.debug(
@@ -342,7 +390,7 @@ class Microphone(AudioSource):
             try:
                 self._stream.abort()
                 self._stream.close()
-            except sd.PortAudioError as error:
+            except self._sd.PortAudioError as error:
                 _LOGGER.debug("closing %s: %s", self.name, error)
             self._stream = None
 
@@ -357,36 +405,57 @@ def rescan_devices() -> None:
     Needed to see a microphone plugged back in, or a sound server started after this process.
     Call it only while no stream is open.
     """
-    sd._terminate()
+    sd = require_portaudio()
+    # A failed Pa_Initialize (sound server down) leaves PortAudio uninitialised, and terminating
+    # it then fails: terminate only what is initialised, so that the next rescan can succeed.
+    while sd._initialized > 0:
+        sd._terminate()
     sd._initialize()
+
+
+def _input_named(name: str) -> int:
+    """Index of the input device whose name is exactly ``name``; SourceError if none is."""
+    inputs = _list_inputs()
+    matches = [index for index, input_name in inputs.items() if input_name == name]
+    if not matches:
+        raise SourceError(f"input device {name!r} is not connected")
+    return matches[0]
+
+
+def _list_inputs() -> dict[int, str]:
+    """Names of the input devices by PortAudio index; SourceError if PortAudio cannot list."""
+    sd = require_portaudio()
+    try:
+        devices = list(sd.query_devices())
+    except sd.PortAudioError as error:
+        raise SourceError(f"cannot list audio devices ({error})") from None
+    return {i: d["name"] for i, d in enumerate(devices) if d["max_input_channels"] > 0}
 
 
 def resolve_input_device(device: str | int | None) -> int:
     """Index of the input device named by ``device``: an index, a name or part of one, or None.
 
     A name matches exactly first, then as a case-insensitive substring of one device's name.
-    Raises SourceError naming the device when none or several match.
+    Raises SourceError naming the device when none or several match: UnknownDeviceError when
+    PortAudio lists inputs but none (or several) fit ``device``.
     """
-    try:
-        devices = list(sd.query_devices())
-    except sd.PortAudioError as error:
-        raise SourceError(f"cannot list audio devices ({error})") from None
-    inputs = {i: d["name"] for i, d in enumerate(devices) if d["max_input_channels"] > 0}
-    available = ", ".join(f"{i}: {name}" for i, name in inputs.items()) or "none"
+    sd = require_portaudio()
+    inputs = _list_inputs()
+    if not inputs:
+        raise SourceError("no audio input device found")
+    available = ", ".join(f"{i}: {name}" for i, name in inputs.items())
     if device is None:
         try:
             index = sd.default.device[0]
         except (sd.PortAudioError, IndexError):
             index = -1
         if index is None or index < 0:
-            if not inputs:
-                raise SourceError("no audio input device found")
             index = next(iter(inputs))
         return int(index)
     if isinstance(device, int) or device.isdigit():
         index = int(device)
         if index not in inputs:
-            raise SourceError(f"no input device with index {index} (inputs: {available})")
+            raise UnknownDeviceError(f"no input device with index {index} (inputs: {available})")
         return index
     exact = [i for i, name in inputs.items() if name == device]
     if exact:
@@ -395,9 +464,9 @@ def resolve_input_device(device: str | int | None) -> int:
     if len(partial) == 1:
         return partial[0]
     if not partial:
-        raise SourceError(f"no input device matching {device!r} (inputs: {available})")
+        raise UnknownDeviceError(f"no input device matching {device!r} (inputs: {available})")
     names = ", ".join(repr(inputs[i]) for i in partial)
-    raise SourceError(f"input device {device!r} is ambiguous: matches {names}")
+    raise UnknownDeviceError(f"input device {device!r} is ambiguous: matches {names}")
 
 
 def open_source(config: SourceConfig, sample_rate: int) -> AudioSource:
@@ -446,6 +515,7 @@ class InputDevice:
 
 def list_input_devices() -> list[InputDevice]:
     """Every input device with the rates it accepts; raises SourceError if PortAudio fails."""
+    sd = require_portaudio()
     try:
         devices = list(sd.query_devices())
         host_apis = [api["name"] for api in sd.query_hostapis()]

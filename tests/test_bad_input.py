@@ -22,6 +22,7 @@ import zmq
 from daemon_support import ROOT, emostream_command, shipped_model_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pulse_support import PrivatePulse, require_pulseaudio
 
 from streamer.audio import MIN_FILE_RATE, AudioError, read_audio
 from streamer.sources import SourceError, WavFile
@@ -263,11 +264,21 @@ def test_a_busy_tcp_address_is_one_line_naming_it(tmp_path):
         ("mic:no-such-microphone", "no input device matching 'no-such-microphone'"),
     ],
 )
-def test_a_device_that_does_not_exist_is_one_line_naming_it(models, tmp_path, source, message):
-    line = serve_error(
-        "--source", source, "--models-dir", str(models), "--bind", f"ipc://{tmp_path}/s"
-    )
+def test_a_device_that_does_not_exist_is_one_line_naming_it(
+    models, tmp_path, monkeypatch, source, message
+):
+    """While PortAudio lists inputs, a name or index matching none is a configuration error."""
+    require_pulseaudio()
+    pulse = PrivatePulse()
+    monkeypatch.setenv("PULSE_SERVER", pulse.env["PULSE_SERVER"])
+    try:
+        line = serve_error(
+            "--source", source, "--models-dir", str(models), "--bind", f"ipc://{tmp_path}/s"
+        )
+    finally:
+        pulse.stop()
     assert message in line
+    assert "(inputs: " in line and "(inputs: none)" not in line
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from daemon_support import (
@@ -21,7 +22,8 @@ from daemon_support import (
     shipped_model_dir,
     subscribe,
 )
-from pulse_support import PrivatePulse, require_pulseaudio
+from needs import unavailable
+from pulse_support import PrivatePulse, has_sound_cards, require_pulseaudio
 
 pytestmark = pytest.mark.mic
 
@@ -41,16 +43,12 @@ def state_is(state: str):
     return lambda topic, message: topic == "status" and message["source"]["state"] == state
 
 
-def test_an_unplugged_microphone_is_reported_lost_retried_with_backoff_and_labels_resume(
-    pulse, tmp_path
-):
+def start_daemon(pulse: PrivatePulse, tmp_path: Path, address: str) -> subprocess.Popen:
+    """``emostream -v serve --source mic:pulse`` on ``pulse``, logging to tmp_path/daemon.log."""
     settings = tmp_path / "emostream.toml"
     settings.write_text(f"[source]\nretry_max_seconds = {RETRY_MAX_SECONDS}\n")
-    address = ipc_address(tmp_path)
-    subscriber = subscribe(address)
-    log_path = tmp_path / "daemon.log"
-    with log_path.open("w") as log:
-        daemon = subprocess.Popen(
+    with (tmp_path / "daemon.log").open("w") as log:
+        return subprocess.Popen(
             [
                 *emostream_command(), "-v", "serve", "--source", "mic:pulse", "--bind", address,
                 "--config", str(settings), "--models-dir", str(shipped_model_dir()),
@@ -59,6 +57,19 @@ def test_an_unplugged_microphone_is_reported_lost_retried_with_backoff_and_label
             stdout=subprocess.DEVNULL,
             stderr=log,
         )  # fmt: skip
+
+
+def labelled(topic: str, message: dict) -> bool:
+    return topic == "emotion" and message["label"] is not None
+
+
+def test_an_unplugged_microphone_is_reported_lost_retried_with_backoff_and_labels_resume(
+    pulse, tmp_path
+):
+    address = ipc_address(tmp_path)
+    subscriber = subscribe(address)
+    log_path = tmp_path / "daemon.log"
+    daemon = start_daemon(pulse, tmp_path, address)
     messages: list[tuple[str, dict]] = []
     try:
         messages += receive(subscriber, lambda topic, m: topic == "emotion", timeout=20)
@@ -108,3 +119,75 @@ def test_an_unplugged_microphone_is_reported_lost_retried_with_backoff_and_label
     delays = [float(d) for d in re.findall(r"still unavailable .*; next try in ([\d.]+) s", log)]
     assert delays[:2] == [1.0, 2.0], log
     assert len(delays) >= 3 and all(d == RETRY_MAX_SECONDS for d in delays[2:]), delays
+
+
+def test_a_sound_server_down_across_several_retries_is_waited_for_and_capture_resumes(
+    pulse, tmp_path
+):
+    """PortAudio is rescanned while no sound server runs at all, several times, then it returns."""
+    address = ipc_address(tmp_path)
+    subscriber = subscribe(address)
+    log_path = tmp_path / "daemon.log"
+    daemon = start_daemon(pulse, tmp_path, address)
+    messages: list[tuple[str, dict]] = []
+    try:
+        messages += receive(subscriber, lambda topic, m: topic == "emotion", timeout=20)
+        assert messages and messages[-1][0] == "emotion", log_path.read_text()
+
+        pulse.stop_server()
+        messages += receive(subscriber, state_is("lost"), timeout=10)
+        assert state_is("lost")(*messages[-1]), "the loss was not reported"
+        # Retries at about 0.5, 1.5, 3.5 and 5.5 s after the loss: several rescans find nothing.
+        messages += receive(subscriber, lambda t, m: False, timeout=6.0)
+        failed = re.findall(r"still unavailable", log_path.read_text())
+        assert len(failed) >= 3, log_path.read_text()
+        assert daemon.poll() is None, "the daemon died with its sound server"
+
+        pulse.start_server()
+        messages += receive(subscriber, state_is("running"), timeout=3 * RETRY_MAX_SECONDS + 5)
+        assert state_is("running")(*messages[-1]), "capture did not resume"
+        player = pulse.play(ANGRY)
+        messages += receive(subscriber, labelled, timeout=15)
+        player.wait(10)
+        assert labelled(*messages[-1]), "no label after the sound server returned"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        status = daemon.wait(5)
+        subscriber.close()
+    log = log_path.read_text()
+    assert status == 0 and "Traceback" not in log, log
+
+
+def test_a_microphone_missing_at_start_is_waited_for_instead_of_failing(pulse, tmp_path):
+    """As a USB microphone not ready at boot: status says lost, retries, then labels."""
+    if has_sound_cards():
+        unavailable("this machine has sound cards: mic:pulse would not be the only input")
+    pulse.stop_server()
+    address = ipc_address(tmp_path)
+    subscriber = subscribe(address)
+    log_path = tmp_path / "daemon.log"
+    daemon = start_daemon(pulse, tmp_path, address)
+    messages: list[tuple[str, dict]] = []
+    try:
+        messages += receive(subscriber, state_is("lost"), timeout=20)
+        assert messages and state_is("lost")(*messages[-1]), log_path.read_text()
+        messages += receive(subscriber, lambda t, m: False, timeout=2.0)
+        assert daemon.poll() is None, log_path.read_text()
+
+        pulse.start_server()
+        messages += receive(subscriber, state_is("running"), timeout=3 * RETRY_MAX_SECONDS + 5)
+        assert state_is("running")(*messages[-1]), "capture did not start"
+        player = pulse.play(ANGRY)
+        messages += receive(subscriber, labelled, timeout=15)
+        player.wait(10)
+        assert labelled(*messages[-1]), "no label once the microphone appeared"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        status = daemon.wait(5)
+        subscriber.close()
+    log = log_path.read_text()
+    assert status == 0 and "Traceback" not in log, log
+    assert "mic:pulse: cannot open (no audio input device found); retrying" in log
+    states = [m["source"]["state"] for t, m in messages if t == "status"]
+    assert states[states.index("lost") :].count("running") >= 1
+    assert "running" not in states[: states.index("lost")]

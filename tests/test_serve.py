@@ -179,7 +179,6 @@ def test_sd_notify_reports_ready_watchdog_and_stopping(model_dir, tmp_path):
     ("arguments", "culprit"),
     [
         (["--models-dir", "/nonexistent/models"], "/nonexistent/models/cnn.tflite"),
-        (["--source", "mic:no-such-microphone"], "no-such-microphone"),
         (["--source", "/nonexistent/clip.wav"], "/nonexistent/clip.wav"),
         (["--hop", "0.33"], "pipeline.hop_seconds"),
         (["--bind", "udp://127.0.0.1:1"], "publish.bind"),
@@ -194,6 +193,45 @@ def test_user_errors_are_one_line_naming_the_culprit(model_dir, tmp_path, argume
     errors = [line for line in daemon.stderr.splitlines() if "INFO" not in line]
     assert len(errors) == 1 and culprit in errors[0], daemon.stderr
     assert "Traceback" not in daemon.stderr
+
+
+def without_portaudio(*arguments: str) -> subprocess.CompletedProcess:
+    """The real command line in a process where the PortAudio library cannot be found.
+
+    sounddevice finds it with ctypes.util.find_library: the lookup comes up empty, as on a
+    system without libportaudio2 (tests/test_devices.py does the same).
+    """
+    program = (
+        "import ctypes.util, sys\n"
+        "ctypes.util.find_library = lambda name: None\n"
+        "from streamer.cli import main\n"
+        f"sys.exit(main({list(arguments)!r}))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+
+
+def test_a_file_is_served_without_portaudio(model_dir, tmp_path, test_clips):
+    result = without_portaudio(
+        "serve", "--source", str(test_clips[0]), "--fast", "--echo",
+        "--bind", ipc_address(tmp_path), "--models-dir", str(model_dir),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stdout.splitlines()) >= 1 and " s  " in result.stdout
+
+
+def test_a_microphone_without_portaudio_is_one_line_saying_what_to_install(model_dir, tmp_path):
+    result = without_portaudio(
+        "serve", "--source", "mic", "--bind", ipc_address(tmp_path), "--models-dir", str(model_dir)
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "INFO" not in line]
+    assert errors == [
+        "Error: PortAudio is not available (PortAudio library not found); "
+        "install it: sudo apt install libportaudio2"
+    ], result.stderr
 
 
 def test_a_busy_address_is_named(model_dir, tmp_path, test_clips):

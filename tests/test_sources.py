@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import soundfile as sf
+from needs import unavailable
+from pulse_support import PrivatePulse, has_sound_cards, require_pulseaudio
 
 from streamer.audio import read_audio
 from streamer.config import SourceConfig
-from streamer.sources import Microphone, SourceError, WavFile, open_source, resolve_input_device
+from streamer.sources import (
+    Microphone,
+    SourceError,
+    UnknownDeviceError,
+    WavFile,
+    open_source,
+    require_portaudio,
+    rescan_devices,
+    resolve_input_device,
+)
 
 
 def drain(source, timeout: float = 0.5) -> list:
@@ -73,10 +87,83 @@ def test_mic_sources_are_parsed_from_the_source_setting():
     assert named.name == "mic:USB Audio"
 
 
-def test_an_unknown_device_is_an_error_naming_it():
+@pytest.fixture()
+def listed_devices(monkeypatch) -> Iterator[None]:
+    """PortAudio rescanned with a private PulseAudio server running: its devices are listed."""
+    require_pulseaudio()
+    pulse = PrivatePulse()
+    monkeypatch.setenv("PULSE_SERVER", pulse.env["PULSE_SERVER"])
+    rescan_devices()
+    yield
+    pulse.stop()
+
+
+def test_an_unknown_device_is_an_error_naming_it(listed_devices):
     with pytest.raises(SourceError, match="no input device matching 'no-such-microphone'"):
         resolve_input_device("no-such-microphone")
     with pytest.raises(SourceError, match="no input device with index 999"):
         resolve_input_device(999)
-    with pytest.raises(SourceError, match="no-such-microphone"):
+    with pytest.raises(UnknownDeviceError, match="no-such-microphone"):
         Microphone("no-such-microphone", 16000).start()
+
+
+def test_a_microphone_with_no_device_listed_at_all_is_lost_and_retried(monkeypatch):
+    """No input listed (sound server not up yet): not a configuration error, so wait for it."""
+    if has_sound_cards():
+        unavailable("this machine has sound cards: their inputs are listed")
+    monkeypatch.setenv("PULSE_SERVER", "unix:/nonexistent/emostream-test")
+    rescan_devices()
+    microphone = Microphone("pulse", 16000)
+    microphone.start()
+    assert microphone.state == "lost"
+    assert microphone.read(0.01) is None
+    microphone.close()
+
+
+def test_devices_are_rescanned_after_portaudio_failed_to_initialise():
+    """A failed Pa_Initialize (sound server down during a retry) leaves PortAudio uninitialised;
+    the next rescan must initialise it again, not fail to terminate it and give up."""
+    sounddevice = require_portaudio()
+    rescan_devices()
+    sounddevice._terminate()  # the state a failed Pa_Initialize leaves behind
+    assert sounddevice._initialized == 0
+    rescan_devices()
+    assert sounddevice._initialized == 1
+    sounddevice.query_devices()
+
+
+def null_inputs(*names: str) -> str:
+    """ALSA configuration defining a null capture device (PortAudio lists it) for each name."""
+    return "".join(
+        f'pcm.{name} {{\n    type null\n    hint {{ show on description "{name}" }}\n}}\n'
+        for name in names
+    )
+
+
+def test_a_device_opened_by_index_is_reopened_by_name_when_indices_shift(
+    tmp_path, monkeypatch, caplog
+):
+    """PortAudio numbers devices afresh at each rescan: a new device can take an old index."""
+    # ALSA reads ~/.asoundrc, and reads it again when PortAudio rescans after it changed.
+    asoundrc = tmp_path / ".asoundrc"
+    asoundrc.write_text(null_inputs("zmic"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    rescan_devices()
+    index = resolve_input_device("zmic")
+    microphone = Microphone(index, 16000)
+    caplog.set_level(logging.INFO, logger="streamer.sources")
+    try:
+        microphone.start()
+        assert microphone.state == "running"
+        microphone.close()
+        asoundrc.write_text(null_inputs("amic", "zmic"))
+        rescan_devices()
+        assert resolve_input_device("amic") == index  # the old index now names another device
+        microphone.start()
+        assert microphone.state == "running"
+    finally:
+        microphone.close()
+        monkeypatch.undo()
+        rescan_devices()
+    opened = re.findall(r"capturing from '(\w+)'", caplog.text)
+    assert opened == ["zmic", "zmic"], caplog.text
