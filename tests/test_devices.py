@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from needs import unavailable
+from pulse_support import has_sound_cards
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,9 +46,7 @@ def sound_server() -> Iterator[None]:
         yield
         return
     if shutil.which("pulseaudio") is None:
-        if os.environ.get("EMOSTREAM_REQUIRE_DATA"):
-            pytest.fail("pulseaudio is not installed")
-        pytest.skip("pulseaudio is not installed")
+        unavailable("pulseaudio is not installed")
     server = subprocess.Popen(
         ["pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "--log-target=stderr"],
         stdout=subprocess.DEVNULL,
@@ -63,11 +63,6 @@ def sound_server() -> Iterator[None]:
     finally:
         server.terminate()
         server.wait(timeout=10)
-
-
-def has_sound_cards() -> bool:
-    cards = Path("/proc/asound/cards")
-    return cards.is_file() and "no soundcards" not in cards.read_text()
 
 
 @pytest.mark.mic
@@ -88,7 +83,7 @@ def test_devices_lists_every_input_with_the_rates_it_accepts(sound_server):
 
 def test_no_input_device_is_a_clear_one_line_error():
     if has_sound_cards():
-        pytest.skip("this machine has sound cards: their inputs would be listed")
+        unavailable("this machine has sound cards: their inputs would be listed")
     # With the sound server unreachable, the ALSA pulse and default devices cannot be opened.
     result = emostream("devices", env={"PULSE_SERVER": "unix:/nonexistent/emostream-test"})
     assert result.returncode == 1

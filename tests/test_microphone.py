@@ -8,7 +8,6 @@ audio continuously rather than only while something plays.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from daemon_support import ipc_address, receive, serve, shipped_model_dir, subscribe
+from needs import unavailable
 
 from streamer.audio import read_audio
 from streamer.features import FeatureExtractor
@@ -66,10 +66,7 @@ def start_virtual_microphone() -> subprocess.Popen:
 @pytest.fixture(scope="module")
 def virtual_microphone():
     if shutil.which("pulseaudio") is None or shutil.which("paplay") is None:
-        reason = "PulseAudio (pulseaudio, pulseaudio-utils) is not installed"
-        if os.environ.get("EMOSTREAM_REQUIRE_DATA"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable("PulseAudio (pulseaudio, pulseaudio-utils) is not installed")
     keep_alive = [start_virtual_microphone()]
     yield keep_alive
     for process in keep_alive:
