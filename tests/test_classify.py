@@ -81,8 +81,9 @@ def test_windows_equal_what_the_daemon_publishes_for_the_same_file(
     address = ipc_address(tmp_path)
     subscriber = subscribe(address)
     daemon = serve(
-        "--source", str(two_utterances), "--fast", "--bind", address, "--models-dir", str(model_dir)
-    )
+        "--source", str(two_utterances), "--fast", "--bind", address,
+        "--models-dir", str(model_dir), "--wait-subscriber", "10",
+    )  # fmt: skip
     messages = receive(
         subscriber,
         lambda topic, message: topic == "status" and message["source"]["state"] == "ended",

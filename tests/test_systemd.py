@@ -153,7 +153,16 @@ if "strict" in flags:
         if not point.startswith(("/dev", "/proc", "/sys")):
             mount("-o", "remount,bind,ro", point)
 if "privatetmp" in flags:
+    # An installed daemon lives in /opt; a checkout under /tmp (as CI may clone it) is carried
+    # into the private /tmp so that the daemon still finds its code, models and clips.
+    keep = os.environ.pop("SANDBOX_KEEP", "")
+    held = keep.startswith("/tmp/")
+    if held:
+        mount("--bind", keep, "/mnt")
     mount("-t", "tmpfs", "tmpfs", "/tmp")
+    if held:
+        os.makedirs(keep)
+        mount("--no-mtab", "--move", "/mnt", keep)
 if "nnp" in flags:
     prctl(38, 1)  # PR_SET_NO_NEW_PRIVS
 if "mdwe" in flags:
@@ -247,6 +256,7 @@ def test_the_daemon_runs_under_the_system_units_restrictions(systemd_analyze, te
     environment["SANDBOX_SYSCALLS"] = ",".join(sorted(syscalls))
     families = [getattr(socket, name) for name in service["RestrictAddressFamilies"].split()]
     environment["SANDBOX_FAMILIES"] = ",".join(str(int(family)) for family in families)
+    environment["SANDBOX_KEEP"] = str(ROOT)
     assert {"strict", "privatetmp", "nnp"} <= set(flags)
     port = free_tcp_port()
     address = f"tcp://127.0.0.1:{port}"
