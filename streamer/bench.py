@@ -161,13 +161,15 @@ def time_naive(
 
 
 def _keras_models(models: list[TFLiteModel], model_dir: Path) -> tuple[list[Any], str]:
-    """The float Keras models saved beside the TFLite ones by ``emostream train``."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
+    """The float Keras models saved beside the TFLite ones by ``emostream train``.
 
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    Keras, and through it TensorFlow, is loaded here only: the naive path exists to be compared
+    with. One thread each, like the daemon, which the bench pins to one core.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    import keras
     paths = [Path(model_dir) / f"{model.name}.keras" for model in models]
     for path in paths:
         if not path.is_file():
