@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -427,10 +430,51 @@ def devices() -> None:
     click.echo("* default input; choose one with --source mic:INDEX or mic:NAME")
 
 
-def _default_datasets() -> Path:
-    import os
+def _training_options(command: Callable) -> Callable:
+    """Options shared by ``train`` and ``evaluate``."""
+    for option in reversed(
+        [
+            click.option(
+                "--data",
+                type=click.Path(path_type=Path),
+                default=None,
+                help="Folder holding the corpora.  "
+                "[default: $EMOSTREAM_DATA or ../shared/datasets]",
+            ),
+            click.option(
+                "--model",
+                type=click.Choice(["cnn", "lstm", "both"]),
+                default="both",
+                show_default=True,
+            ),
+            click.option(
+                "--epochs",
+                type=click.IntRange(min=1),
+                default=None,
+                help="Training epochs.  [default: 30]",
+            ),
+            click.option(
+                "--per-speaker",
+                type=click.IntRange(min=1),
+                default=None,
+                help="Use only this many utterances of each speaker (quick runs).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
 
-    return Path(os.environ.get("EMOSTREAM_DATA", Path.cwd().parent / "shared" / "datasets"))
+
+def _training_setup(data: Path | None, model: str, epochs: int | None):
+    """Corpora folder, model names and TrainConfig from the shared training options."""
+    from training.train import TrainConfig
+
+    datasets = data or Path(
+        os.environ.get("EMOSTREAM_DATA", Path.cwd().parent / "shared" / "datasets")
+    )
+    names = ("cnn", "lstm") if model == "both" else (model,)
+    config = TrainConfig() if epochs is None else dataclasses.replace(TrainConfig(), epochs=epochs)
+    return datasets, names, config
 
 
 _CORPORA = click.Choice(["ravdess", "tess", "emodb", "cremad", "savee"])
@@ -447,50 +491,28 @@ _CORPORA = click.Choice(["ravdess", "tess", "emodb", "cremad", "savee"])
     help="Corpus to train on; repeat to combine.",
 )
 @click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder holding the corpora.  [default: $EMOSTREAM_DATA or ../shared/datasets]",
-)
-@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=Path("models"),
     show_default=True,
     help="Where NAME.tflite, NAME.json and NAME.keras are written.",
 )
-@click.option(
-    "--model", type=click.Choice(["cnn", "lstm", "both"]), default="both", show_default=True
-)
-@click.option(
-    "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs.  [default: 30]"
-)
-@click.option(
-    "--per-speaker",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Use only this many utterances of each speaker (quick runs).",
-)
+@_training_options
 def train(
     corpora: tuple[str, ...],
-    data: Path | None,
     out: Path,
+    data: Path | None,
     model: str,
     epochs: int | None,
     per_speaker: int | None,
 ) -> None:
     """Train both models on every speaker of the corpora and export int8 TFLite models."""
-    import dataclasses
-
     from training.corpora import CorpusError
-    from training.train import TrainConfig, train_models
+    from training.train import train_models
 
-    config = TrainConfig() if epochs is None else dataclasses.replace(TrainConfig(), epochs=epochs)
-    names = ("cnn", "lstm") if model == "both" else (model,)
+    datasets, names, config = _training_setup(data, model, epochs)
     try:
-        paths = train_models(
-            corpora, data or _default_datasets(), out, names, config=config, per_speaker=per_speaker
-        )
+        paths = train_models(corpora, datasets, out, names, config=config, per_speaker=per_speaker)
     except (CorpusError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     for path in paths:
@@ -504,55 +526,34 @@ def train(
     type=click.Choice(["speaker", "random", "leaky"]),
     default="speaker",
     show_default=True,
-    help="speaker-independent folds, random split, or the seed's "
-    "leaky protocol (augment, then split).",
-)
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder holding the corpora.  [default: $EMOSTREAM_DATA or ../shared/datasets]",
+    help="speaker-independent folds, random split, or the seed's leaky protocol "
+    "(augment, then split).",
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports"), show_default=True)
 @click.option(
-    "--model", type=click.Choice(["cnn", "lstm", "both"]), default="both", show_default=True
-)
-@click.option(
-    "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs.  [default: 30]"
-)
-@click.option(
     "--folds", type=click.IntRange(min=1), default=None, help="Run only the first N folds."
 )
-@click.option(
-    "--per-speaker",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Use only this many utterances of each speaker (quick runs).",
-)
+@_training_options
 def evaluate(
     corpus: str,
     protocol: str,
-    data: Path | None,
     out: Path,
+    folds: int | None,
+    data: Path | None,
     model: str,
     epochs: int | None,
-    folds: int | None,
     per_speaker: int | None,
 ) -> None:
     """Train and test fold by fold; write JSON, Markdown and confusion PNGs to reports/."""
-    import dataclasses
-
     from training.corpora import CorpusError
     from training.evaluate import evaluate_corpus, write_report
-    from training.train import TrainConfig
 
-    config = TrainConfig() if epochs is None else dataclasses.replace(TrainConfig(), epochs=epochs)
-    names = ("cnn", "lstm") if model == "both" else (model,)
+    datasets, names, config = _training_setup(data, model, epochs)
     try:
         report = evaluate_corpus(
             corpus,
             protocol,
-            data or _default_datasets(),
+            datasets,
             names,
             config=config,
             folds_limit=folds,
