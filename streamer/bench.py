@@ -170,6 +170,7 @@ def _keras_models(models: list[TFLiteModel], model_dir: Path) -> tuple[list[Any]
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     import keras
+
     paths = [Path(model_dir) / f"{model.name}.keras" for model in models]
     for path in paths:
         if not path.is_file():

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 _LOGGER = logging.getLogger(__name__)
 
 CANONICAL_LABELS = (
@@ -220,3 +222,33 @@ def labels(utterances: Iterable[Utterance]) -> list[str]:
     present = {u.label for u in utterances}
     ordered = [label for label in CANONICAL_LABELS if label in present]
     return ordered + sorted(present - set(ordered))
+
+
+def subset_per_speaker(utterances: list[Utterance], count: int, seed: int = 0) -> list[Utterance]:
+    """At most ``count`` utterances of each speaker, chosen at random."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for speaker in speakers(utterances):
+        own = [u for u in utterances if u.speaker == speaker]
+        chosen += [own[i] for i in sorted(rng.permutation(len(own))[:count])]
+    return chosen
+
+
+def load_labelled(
+    corpora: Iterable[str],
+    datasets: Path,
+    policy: LabelPolicy,
+    per_speaker: int | None = None,
+    seed: int = 0,
+) -> tuple[list[Utterance], list[str], np.ndarray]:
+    """Utterances of ``corpora`` under ``policy``, their classes, and each one's class index.
+
+    ``per_speaker`` keeps only that many utterances of each speaker (quick runs and CI).
+    """
+    utterances: list[Utterance] = []
+    for corpus in corpora:
+        utterances += policy.apply(load_corpus(corpus, corpus_dir(datasets, corpus)))
+    if per_speaker is not None:
+        utterances = subset_per_speaker(utterances, per_speaker, seed)
+    classes = labels(utterances)
+    return utterances, classes, np.array([classes.index(u.label) for u in utterances])

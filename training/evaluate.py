@@ -26,10 +26,10 @@ import numpy as np
 from streamer.features import FeatureSpec
 from streamer.models import TFLiteModel
 from training.architectures import MODEL_INPUT
-from training.corpora import NATIVE_POLICY, Utterance, corpus_dir, labels, load_corpus
+from training.corpora import NATIVE_POLICY, Utterance, load_labelled
 from training.dataset import ORIGINAL, WindowSet, build_windows
 from training.export import export_model
-from training.train import TrainConfig, fit, subset_per_speaker
+from training.train import TrainConfig, fit
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -273,11 +273,9 @@ def evaluate_corpus(
     """
     spec = spec or FeatureSpec()
     config = config or TrainConfig()
-    utterances = NATIVE_POLICY.apply(load_corpus(corpus, corpus_dir(datasets, corpus)))
-    if per_speaker is not None:
-        utterances = subset_per_speaker(utterances, per_speaker, config.seed)
-    classes = labels(utterances)
-    utterance_labels = np.array([classes.index(u.label) for u in utterances])
+    utterances, classes, utterance_labels = load_labelled(
+        [corpus], datasets, NATIVE_POLICY, per_speaker, config.seed
+    )
     original = build_windows(utterances, spec, ORIGINAL)
     augmented = [build_windows(utterances, spec, variant) for variant in config.augment]
     started = time.perf_counter()

@@ -12,15 +12,7 @@ import numpy as np
 
 from streamer.features import FeatureSpec
 from training.architectures import BUILDERS, MODEL_INPUT
-from training.corpora import (
-    SHIPPED_POLICY,
-    LabelPolicy,
-    Utterance,
-    corpus_dir,
-    labels,
-    load_corpus,
-    speakers,
-)
+from training.corpora import SHIPPED_POLICY, LabelPolicy, load_labelled, speakers
 from training.dataset import ORIGINAL, WindowSet, build_windows
 from training.export import attach_metrics, export_model
 
@@ -119,13 +111,9 @@ def train_models(
     """
     spec = spec or FeatureSpec()
     config = config or TrainConfig()
-    utterances: list[Utterance] = []
-    for corpus in corpora:
-        utterances += policy.apply(load_corpus(corpus, corpus_dir(datasets, corpus)))
-    if per_speaker is not None:
-        utterances = subset_per_speaker(utterances, per_speaker, config.seed)
-    classes = labels(utterances)
-    utterance_labels = np.array([classes.index(u.label) for u in utterances])
+    utterances, classes, utterance_labels = load_labelled(
+        corpora, datasets, policy, per_speaker, config.seed
+    )
     sets = [build_windows(utterances, spec, variant) for variant in (ORIGINAL, *config.augment)]
     windows = WindowSet.concat(sets)
     training = {
@@ -157,13 +145,3 @@ def train_models(
         _LOGGER.info("%s: trained in %.0f s, written to %s", name, training["seconds"], path)
         written.append(path)
     return written
-
-
-def subset_per_speaker(utterances: list[Utterance], count: int, seed: int = 0) -> list[Utterance]:
-    """At most ``count`` utterances of each speaker, chosen at random."""
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for speaker in speakers(utterances):
-        own = [u for u in utterances if u.speaker == speaker]
-        chosen += [own[i] for i in sorted(rng.permutation(len(own))[:count])]
-    return chosen
