@@ -54,6 +54,11 @@ def main(verbose: bool) -> None:
     default=None,
     help="Microphone capture rate in hertz; 0 picks one the device supports.  [default: 0]",
 )
+@click.option(
+    "--device",
+    default=None,
+    help="Name of this device in every message and MQTT topic.  [default: the host name]",
+)
 @click.option("--echo", is_flag=True, help="Print each published label to standard output.")
 @click.option(
     "--wait-subscriber",
@@ -95,6 +100,7 @@ def serve(
     hop: float | None,
     models_dir: Path | None,
     device_rate: int | None,
+    device: str | None,
     echo: bool,
     wait_subscriber: float | None,
     curve_secret: Path | None,
@@ -120,6 +126,7 @@ def serve(
         "pipeline": {"models": models, "hop_seconds": hop, "model_dir": models_dir},
         "publish": {
             "bind": bind,
+            "device": device,
             "echo": echo or None,
             "wait_for_subscriber": wait_subscriber,
             "curve_secret_key": str(curve_secret) if curve_secret else None,

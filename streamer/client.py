@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,10 @@ class Emotion:
     restarted: bool = False
     """The daemon restarted since the previous emotion message (``seq`` went backwards, or a
     status message in between showed a new start time)."""
+    device: str | None = None
+    """Name of the daemon's device (``[publish] device``); None from a daemon older than it."""
+    payload: bytes = field(default=b"", repr=False, compare=False)
+    """The JSON frame as received, for passing the message on unchanged (the MQTT bridge)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,10 @@ class Status:
     restarted: bool = False
     """The daemon restarted since the previous status: its start time (``published_at`` minus
     ``uptime_s``) moved, or ``seq`` went backwards."""
+    device: str | None = None
+    """Name of the daemon's device; None from a daemon older than it."""
+    payload: bytes = field(default=b"", repr=False, compare=False)
+    """The JSON frame as received."""
 
     @property
     def started_at(self) -> float:
@@ -191,6 +199,8 @@ def parse_message(topic: bytes, payload: bytes) -> Emotion | Status:
                 for model, output in fields.mapping("models").items()
             },
             latency_ms=fields.number("latency_ms"),
+            device=fields.optional_text("device", required=False),
+            payload=payload,
         )
     source = _Fields(fields.mapping("source"), "source.")
     inference = _Fields(fields.mapping("inference_ms"), "inference_ms.")
@@ -212,6 +222,8 @@ def parse_message(topic: bytes, payload: bytes) -> Emotion | Status:
         inference_p50_ms=inference.number("p50"),
         inference_p99_ms=inference.number("p99"),
         models=tuple(models),
+        device=fields.optional_text("device", required=False),
+        payload=payload,
     )
 
 
@@ -262,7 +274,9 @@ class _Fields:
     def text(self, key: str) -> str:
         return self._get(key, "a string", lambda v: isinstance(v, str))
 
-    def optional_text(self, key: str) -> str | None:
+    def optional_text(self, key: str, required: bool = True) -> str | None:
+        if not required and key not in self._values:
+            return None
         return self._get(key, "a string or null", lambda v: v is None or isinstance(v, str))
 
     def mapping(self, key: str) -> dict[str, Any]:

@@ -8,6 +8,8 @@ every invalid value is reported the same way: one line naming the key.
 from __future__ import annotations
 
 import dataclasses
+import re
+import socket
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +22,10 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
+
+
+DEVICE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+"""A device name: one MQTT topic level without wildcards, and readable in a table."""
 
 
 class ConfigError(Exception):
@@ -125,8 +131,17 @@ class PublishConfig:
     insecure: bool = False
     """Allow binding a non-loopback address without CURVE keys: anyone who can reach it may
     subscribe and read the stream."""
+    device: str = ""
+    """Name of this device in every message and MQTT topic (letters, digits, "-", "_", ".");
+    "" uses the host name."""
 
     def __post_init__(self) -> None:
+        _require(
+            self,
+            "device",
+            self.device == "" or DEVICE_NAME.fullmatch(self.device) is not None,
+            'must be letters, digits, "-", "_" or "." (at most 64), as it names MQTT topics',
+        )
         _require(
             self,
             "bind",
@@ -142,6 +157,13 @@ class PublishConfig:
             bool(self.curve_clients) == bool(self.curve_secret_key),
             "and publish.curve_secret_key must be given together",
         )
+
+    @property
+    def device_name(self) -> str:
+        """``device``, or this machine's host name made fit for a topic when it is ""."""
+        if self.device:
+            return self.device
+        return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64] or "emostream"
 
 
 @dataclass(frozen=True)

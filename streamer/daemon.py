@@ -54,6 +54,7 @@ class Daemon:
             curve_secret_key=Path(settings.curve_secret_key) if settings.curve_secret_key else None,
             curve_clients=Path(settings.curve_clients) if settings.curve_clients else None,
             insecure=settings.insecure,
+            device=settings.device_name,
         )
         try:
             models = load_models(config.pipeline.model_dir, config.pipeline.models)

@@ -61,11 +61,14 @@ def message_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def emotion_message(result: WindowResult, seq: int, published_at: float) -> dict[str, Any]:
-    """The ``emotion`` message for one window result."""
+def emotion_message(
+    result: WindowResult, seq: int, published_at: float, device: str
+) -> dict[str, Any]:
+    """The ``emotion`` message for one window result of ``device``."""
     return {
         "schema": SCHEMA_VERSION,
         "type": "emotion",
+        "device": device,
         "seq": seq,
         "captured_at": result.captured_at,
         "published_at": published_at,
@@ -84,6 +87,7 @@ def emotion_message(result: WindowResult, seq: int, published_at: float) -> dict
 
 
 def status_message(
+    device: str,
     seq: int,
     published_at: float,
     uptime_s: float,
@@ -96,10 +100,11 @@ def status_message(
     inference_p99_ms: float,
     models: list[str],
 ) -> dict[str, Any]:
-    """The ``status`` message: health of the daemon since it started."""
+    """The ``status`` message: health of the daemon of ``device`` since it started."""
     return {
         "schema": SCHEMA_VERSION,
         "type": "status",
+        "device": device,
         "seq": seq,
         "published_at": published_at,
         "uptime_s": uptime_s,
@@ -153,8 +158,12 @@ class Publisher:
         curve_secret_key: Path | None = None,
         curve_clients: Path | None = None,
         insecure: bool = False,
+        *,
+        device: str,
     ) -> None:
         """Binds ``bind`` (tcp:// or ipc://); raises PublishError naming it if that fails.
+
+        ``device`` names this machine in every message (``[publish] device``).
 
         With ``curve_secret_key`` (this server's ``.key_secret``) and ``curve_clients`` (a
         directory of authorised clients' ``.key`` files), traffic is encrypted and only those
@@ -162,6 +171,7 @@ class Publisher:
         ``insecure``: anyone there could otherwise listen in.
         """
         self.bind = bind
+        self.device = device
         if not is_loopback(bind) and curve_secret_key is None and not insecure:
             raise PublishError(
                 f"{bind}: refusing to publish beyond loopback unencrypted; give CURVE keys "
@@ -238,14 +248,14 @@ class Publisher:
 
     def publish_emotion(self, result: WindowResult) -> dict[str, Any]:
         """Sends the ``emotion`` message for ``result``; returns it."""
-        message = emotion_message(result, self._seq[TOPIC_EMOTION], time.time())
+        message = emotion_message(result, self._seq[TOPIC_EMOTION], time.time(), self.device)
         self._send(TOPIC_EMOTION, message)
         return message
 
     def publish_status(self, **fields: Any) -> dict[str, Any]:
         """Sends a ``status`` message built by ``status_message`` from ``fields``; returns it."""
         self._discard_subscriptions()
-        message = status_message(self._seq[TOPIC_STATUS], time.time(), **fields)
+        message = status_message(self.device, self._seq[TOPIC_STATUS], time.time(), **fields)
         self._send(TOPIC_STATUS, message)
         return message
 

@@ -37,6 +37,7 @@ def emotion_message(seq: int, label: str | None = "anger", speech: bool = True) 
     return {
         "schema": 1,
         "type": "emotion",
+        "device": "kitchen",
         "seq": seq,
         "captured_at": now - 0.05,
         "published_at": now,
@@ -64,6 +65,7 @@ def status_message(seq: int, started_at: float = DAEMON_STARTED_AT) -> dict:
     return {
         "schema": 1,
         "type": "status",
+        "device": "kitchen",
         "seq": seq,
         "published_at": now,
         "uptime_s": now - started_at,
@@ -122,6 +124,20 @@ def test_emotion_and_status_arrive_as_typed_events(publisher):
     assert emotion.models["lstm"].probabilities == {"anger": 0.7, "neutral": 0.3}
     assert emotion.latency_ms == pytest.approx(48.5)
     assert (emotion.missed, emotion.restarted) == (0, False)
+
+
+def test_events_name_their_device_and_keep_the_json_as_received(publisher):
+    older = {key: value for key, value in emotion_message(8).items() if key != "device"}
+    with Subscriber(endpoint(publisher)) as subscriber:
+        status = join(publisher, subscriber)
+        sent = emotion_message(7)
+        send(publisher, sent)
+        emotion = subscriber.receive(timeout=2)
+        send(publisher, older)
+        from_older_daemon = subscriber.receive(timeout=2)
+    assert (status.device, emotion.device) == ("kitchen", "kitchen")
+    assert json.loads(emotion.payload) == sent
+    assert from_older_daemon.device is None and from_older_daemon.seq == 8
 
 
 def test_status_fields_are_flattened_into_the_event(publisher):

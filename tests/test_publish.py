@@ -47,7 +47,7 @@ STATUS = {
 
 @pytest.fixture()
 def publisher(tmp_path):
-    publisher = Publisher(ipc_address(tmp_path), send_hwm=100)
+    publisher = Publisher(ipc_address(tmp_path), send_hwm=100, device="bench-1")
     yield publisher
     publisher.close()
 
@@ -82,6 +82,16 @@ def test_messages_are_topic_and_json_frames_with_per_topic_sequence_numbers(publ
     socket.close()
 
 
+def test_every_message_names_the_device_it_comes_from(publisher):
+    socket = connected_subscriber(publisher)
+    publisher.publish_emotion(window(0))
+    publisher.publish_status(**STATUS)
+    messages = receive(socket, lambda topic, m: topic == "status", 2.0)
+    named = [(topic, message["device"]) for topic, message in messages]
+    assert named == [("emotion", "bench-1"), ("status", "bench-1")]
+    socket.close()
+
+
 def test_published_messages_satisfy_the_json_schema(publisher):
     socket = connected_subscriber(publisher)
     publisher.publish_emotion(window(0))
@@ -104,6 +114,7 @@ def test_the_schema_rejects_messages_that_break_the_contract():
         {**good, "speech": False},  # a label without speech
         {**good, "confidence": 1.5},
         {**good, "models": {"rnn": good["models"]["cnn"]}},
+        {**good, "device": "kitchen/pi"},  # a device name must be one MQTT topic level
     ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, schema)
@@ -112,11 +123,11 @@ def test_the_schema_rejects_messages_that_break_the_contract():
 def _emotion() -> dict:
     from streamer.publish import emotion_message
 
-    return emotion_message(window(0), 0, time.time())
+    return emotion_message(window(0), 0, time.time(), "bench-1")
 
 
 def test_a_subscriber_that_never_reads_cannot_stall_publishing(tmp_path):
-    publisher = Publisher(ipc_address(tmp_path), send_hwm=10)
+    publisher = Publisher(ipc_address(tmp_path), send_hwm=10, device="bench-1")
     socket = subscribe(publisher.bind)
     socket.setsockopt(zmq.RCVHWM, 10)
     connected_subscriber(publisher)
@@ -136,15 +147,15 @@ def test_a_subscriber_that_never_reads_cannot_stall_publishing(tmp_path):
 
 def test_a_busy_address_is_an_error_naming_it(publisher):
     with pytest.raises(PublishError, match=f"^{publisher.bind}: address already in use$"):
-        Publisher(publisher.bind, send_hwm=10)
+        Publisher(publisher.bind, send_hwm=10, device="bench-1")
 
 
 def test_tcp_loopback_with_a_busy_port_is_reported_too():
-    first = Publisher("tcp://127.0.0.1:*", send_hwm=10)
+    first = Publisher("tcp://127.0.0.1:*", send_hwm=10, device="bench-1")
     try:
         endpoint = first._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         with pytest.raises(PublishError, match="address already in use"):
-            Publisher(endpoint, send_hwm=10)
+            Publisher(endpoint, send_hwm=10, device="bench-1")
     finally:
         first.close()
 

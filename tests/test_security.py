@@ -165,11 +165,11 @@ def test_insecure_allows_a_plain_non_loopback_bind_and_says_so(tmp_path):
 def test_a_publisher_refuses_keys_it_cannot_use(keys, tmp_path):
     address = f"tcp://127.0.0.1:{free_port()}"
     with pytest.raises(PublishError, match=f"^{keys['server_public']}: holds no secret key"):
-        Publisher(address, 10, keys["server_public"], keys["clients"])
+        Publisher(address, 10, keys["server_public"], keys["clients"], device="bench-1")
     with pytest.raises(PublishError, match="nowhere: authorised-clients directory not found"):
-        Publisher(address, 10, keys["server_secret"], tmp_path / "nowhere")
+        Publisher(address, 10, keys["server_secret"], tmp_path / "nowhere", device="bench-1")
     with pytest.raises(PublishError, match="both a server secret key and a clients dir"):
-        Publisher("tcp://0.0.0.0:1", 10, keys["server_secret"], None)
+        Publisher("tcp://0.0.0.0:1", 10, keys["server_secret"], None, device="bench-1")
 
 
 def test_only_an_authorised_client_receives_and_everyone_else_receives_nothing(keys):

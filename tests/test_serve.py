@@ -68,12 +68,15 @@ def test_a_file_streams_end_to_end_and_equals_offline_classification(
         str(model_dir),
         "--wait-subscriber",
         "10",
+        "--device",
+        "kitchen-pi",
     )
     messages = receive(subscriber, ended, timeout=60)
     assert daemon.wait(10) == 0, daemon.stderr.read()
     schema = message_schema()
     for _, message in messages:
         jsonschema.validate(message, schema)
+    assert {message["device"] for _, message in messages} == {"kitchen-pi"}
     emotions = [m for t, m in messages if t == "emotion"]
     statuses = [m for t, m in messages if t == "status"]
     assert [m["seq"] for m in emotions] == list(range(len(emotions)))
@@ -182,6 +185,7 @@ def test_sd_notify_reports_ready_watchdog_and_stopping(model_dir, tmp_path):
         (["--source", "/nonexistent/clip.wav"], "/nonexistent/clip.wav"),
         (["--hop", "0.33"], "pipeline.hop_seconds"),
         (["--bind", "udp://127.0.0.1:1"], "publish.bind"),
+        (["--device", "kitchen/pi"], "publish.device"),
     ],
 )
 def test_user_errors_are_one_line_naming_the_culprit(model_dir, tmp_path, arguments, culprit):

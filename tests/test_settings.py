@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 from pathlib import Path
 
 import pytest
 
-from streamer.config import Config, ConfigError, PipelineConfig, SourceConfig, load_config
+from streamer.config import (
+    Config,
+    ConfigError,
+    PipelineConfig,
+    PublishConfig,
+    SourceConfig,
+    load_config,
+)
 
 
 def test_defaults_publish_on_loopback_with_both_models_every_half_second():
@@ -41,12 +49,20 @@ def test_the_file_overrides_defaults_and_overrides_override_the_file(tmp_path):
         ({"pipeline": {"models": ["rnn"]}}, "'pipeline.models' unknown model"),
         ({"source": {"fast": "yes"}}, "'source.fast': expected bool"),
         ({"publish": {"bind": "udp://1.2.3.4:5"}}, "'publish.bind' must start with"),
+        ({"publish": {"device": "living room"}}, "'publish.device' must be letters, digits"),
     ],
 )
 def test_an_invalid_setting_is_one_line_naming_its_key(overrides, message):
     with pytest.raises(ConfigError, match=message) as raised:
         load_config(None, overrides)
     assert "\n" not in str(raised.value)
+
+
+def test_the_device_is_named_after_the_host_unless_configured():
+    assert PublishConfig().device_name == socket.gethostname()
+    assert load_config(None, {"publish": {"device": "kitchen-pi"}}).publish.device_name == (
+        "kitchen-pi"
+    )
 
 
 def test_a_broken_file_is_named(tmp_path):
