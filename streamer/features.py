@@ -2,7 +2,8 @@
 
 Frames are computed without centring (``center=False``), so a frame depends only on its own
 samples: the daemon can compute each hop's new frames alone and get exactly the numbers a
-whole-clip computation gives. Normalisation is applied per window, after framing.
+whole-clip computation gives (bit for bit: no step's rounding depends on how many frames are
+computed together). Normalisation is applied per window, after framing.
 """
 
 from __future__ import annotations
@@ -117,10 +118,14 @@ class FeatureExtractor:
             return FrameFeatures(empty, np.zeros((0, spec.n_mfcc + 1), np.float32))
         framed = np.lib.stride_tricks.sliding_window_view(audio, spec.n_fft)[:: spec.hop_length]
         power = np.abs(np.fft.rfft(framed * self._window, axis=1)) ** 2
-        mel_db = 10.0 * np.log10(np.maximum(power.astype(np.float32) @ self._mel_basis, spec.amin))
+        # einsum, not matmul: BLAS picks its kernel by the number of rows, so a frame computed
+        # with 25 others (one hop) and with 500 others (a whole clip) would round differently,
+        # and one int8 input step can move a model's output by 0.07. einsum sums each row alone.
+        mel_power = np.einsum("fk,km->fm", power.astype(np.float32), self._mel_basis)
+        mel_db = 10.0 * np.log10(np.maximum(mel_power, spec.amin))
         rms = np.sqrt(np.mean(np.square(framed, dtype=np.float32), axis=1))
         rms_db = 20.0 * np.log10(np.maximum(rms, np.sqrt(spec.amin)))
-        mfcc = mel_db @ self._dct
+        mfcc = np.einsum("fm,mc->fc", mel_db, self._dct)
         mfcc_energy = np.concatenate([mfcc, rms_db[:, None]], axis=1)
         return FrameFeatures(mel_db.astype(np.float32), mfcc_energy.astype(np.float32))
 

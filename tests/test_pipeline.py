@@ -51,8 +51,8 @@ def test_streamed_windows_equal_the_offline_computation(models, speech):
                 continue
             expected = model.predict(extractor.normalise(window.get(model.metadata.model_input)))
             expected = expected[[model.labels.index(label) for label in models[0].labels]]
-            # Features agree to 1e-3 dB (test_features); after int8 quantization of the input
-            # that can move one input step, hence a tolerance well above float rounding.
+            # Streamed features equal whole-clip ones bit for bit (test_features), so the int8
+            # inputs are the same; the tolerance only allows for the interpreter's own rounding.
             np.testing.assert_allclose(probabilities(result, model.name), expected, atol=0.02)
             compared += 1
     assert compared >= 2 * (len(results) - 6)
