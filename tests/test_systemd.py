@@ -153,16 +153,21 @@ if "strict" in flags:
         if not point.startswith(("/dev", "/proc", "/sys")):
             mount("-o", "remount,bind,ro", point)
 if "privatetmp" in flags:
-    # An installed daemon lives in /opt; a checkout under /tmp (as CI may clone it) is carried
-    # into the private /tmp so that the daemon still finds its code, models and clips.
-    keep = os.environ.pop("SANDBOX_KEEP", "")
-    held = keep.startswith("/tmp/")
-    if held:
-        mount("--bind", keep, "/mnt")
+    # An installed daemon lives in /opt; a checkout or a venv under /tmp (as CI or a user may
+    # put them) is carried into the private /tmp, read-only, so that the daemon still finds its
+    # interpreter, code, models and clips. SANDBOX_KEEP lists them (os.pathsep between).
+    keep = os.environ.pop("SANDBOX_KEEP", "").split(os.pathsep)
+    kept = {p for p in keep if p.startswith("/tmp/")}
+    kept = {p for p in kept if not any(p.startswith(q + "/") for q in kept)}
+    if kept:
+        mount("--bind", "/tmp", "/mnt")
     mount("-t", "tmpfs", "tmpfs", "/tmp")
-    if held:
-        os.makedirs(keep)
-        mount("--no-mtab", "--move", "/mnt", keep)
+    for path in sorted(kept):
+        os.makedirs(path)
+        mount("--bind", "/mnt" + path.removeprefix("/tmp"), path)
+        mount("-o", "remount,bind,ro", path)
+    if kept:
+        subprocess.run(["umount", "--lazy", "/mnt"], check=True)  # the real /tmp: hidden again
 if "nnp" in flags:
     prctl(38, 1)  # PR_SET_NO_NEW_PRIVS
 if "mdwe" in flags:
@@ -236,6 +241,15 @@ def allowed_syscalls(systemd_analyze: str, unit: Path) -> set[str]:
     return allowed - denied
 
 
+def kept_paths(*extra: Path) -> list[str]:
+    """What the sandboxed process must still see if it lies under /tmp: the checkout, this
+    interpreter and its venv, every import path (a venv outside the checkout, an editable
+    install's source), and ``extra``."""
+    paths = [ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent]
+    paths += [Path(sys.executable).resolve().parent, *map(Path, filter(None, sys.path)), *extra]
+    return sorted({os.path.realpath(path) for path in paths if path.exists()})
+
+
 def require_mount_namespaces() -> None:
     """Skips (fails in CI, which runs as root) where unshare cannot make a mount namespace."""
     if shutil.which("unshare") is None or run("unshare", "--mount", "true").returncode != 0:
@@ -256,7 +270,7 @@ def test_the_daemon_runs_under_the_system_units_restrictions(systemd_analyze, te
     environment["SANDBOX_SYSCALLS"] = ",".join(sorted(syscalls))
     families = [getattr(socket, name) for name in service["RestrictAddressFamilies"].split()]
     environment["SANDBOX_FAMILIES"] = ",".join(str(int(family)) for family in families)
-    environment["SANDBOX_KEEP"] = str(ROOT)
+    environment["SANDBOX_KEEP"] = os.pathsep.join(kept_paths())
     assert {"strict", "privatetmp", "nnp"} <= set(flags)
     port = free_tcp_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -296,18 +310,29 @@ def test_the_sandbox_really_refuses_what_the_unit_would(tmp_path):
         "except OSError:\n"
         "    pass\n"
         "assert not os.path.exists('/proc/cpuinfo'), 'ProcSubset=pid not applied'\n"
-        "assert os.listdir('/tmp') == [], 'PrivateTmp not applied'\n"
+        "assert not os.path.exists(sys.argv[1]), 'PrivateTmp not applied'\n"
+        "assert open(sys.argv[2]).read() == 'kept', 'a kept path vanished'\n"
+        "try:\n"
+        "    open(sys.argv[2], 'w')\n"
+        "    sys.exit('a kept path is writable')\n"
+        "except OSError:\n"
+        "    pass\n"
         "try:\n"
         "    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
         "    sys.exit('W^X memory allowed')\n"
         "except PermissionError:\n"
         "    pass\n"
     )
-    (tmp_path / "marker").write_text("outside")
+    marker = tmp_path / "marker"
+    marker.write_text("outside")
+    kept = tmp_path / "kept" / "file"
+    kept.parent.mkdir()
+    kept.write_text("kept")
     flags = "strict,privatetmp,procsubset,nnp,mdwe"
     result = run(
         "unshare", "--mount", "--pid", "--fork", sys.executable, "-c", SANDBOX, flags,
-        sys.executable, "-c", probe,
+        sys.executable, "-c", probe, str(marker), str(kept),
+        env={"SANDBOX_KEEP": os.pathsep.join(kept_paths(kept.parent))},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
 
