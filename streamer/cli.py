@@ -284,6 +284,61 @@ def monitor(
 
 
 @main.command()
+@click.argument("address", required=False)
+@click.option("--broker", default=None, help="MQTT broker URL.  [default: mqtt://127.0.0.1:1883]")
+@click.option(
+    "--device",
+    default=None,
+    help="Name of the device in MQTT topics.  [default: [publish] device, else the host name]",
+)
+@click.option(
+    "--curve-secret",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="This client's NAME.key_secret, for a daemon that publishes with CURVE.",
+)
+@click.option(
+    "--curve-server",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The daemon's public NAME.key (with --curve-secret).",
+)
+@config_option
+def mqtt(
+    address: str | None,
+    broker: str | None,
+    device: str | None,
+    curve_secret: Path | None,
+    curve_server: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Publish the stream of the daemon at ADDRESS to an MQTT broker, with Home Assistant
+    discovery; the other settings are [mqtt] in the config file.
+
+    ADDRESS defaults to where the configuration makes the daemon publish. SIGTERM or Ctrl-C
+    publishes "offline" and stops.
+    """
+    from streamer.client import ClientError
+    from streamer.mqtt import MqttError
+    from streamer.mqtt_bridge import run_bridge
+
+    overrides = {
+        "publish": {"device": device},
+        "mqtt": {
+            "broker": broker,
+            "daemon": address,
+            "curve_secret_key": str(curve_secret) if curve_secret else None,
+            "curve_server_key": str(curve_server) if curve_server else None,
+        },
+    }
+    config = _effective_config(config_path, overrides).config
+    try:
+        run_bridge(config)
+    except (ClientError, MqttError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command()
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @click.option(
     "--name",

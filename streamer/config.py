@@ -12,6 +12,7 @@ import re
 import socket
 import sys
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -167,6 +168,108 @@ class PublishConfig:
 
 
 @dataclass(frozen=True)
+class BrokerEndpoint:
+    """Where an MQTT broker listens, from its URL."""
+
+    host: str
+    """Host name or address."""
+    port: int
+    """TCP port (1883 for mqtt://, 8883 for mqtts:// unless the URL gives one)."""
+    tls: bool
+    """Whether the connection is encrypted (mqtts://)."""
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The MQTT broker that `emostream mqtt` publishes to and `monitor mqtt://` reads."""
+
+    section: ClassVar[str] = "mqtt"
+
+    broker: str = "mqtt://127.0.0.1:1883"
+    """Broker URL: mqtt://HOST[:PORT] (port 1883) or mqtts://HOST[:PORT] (TLS, port 8883)."""
+    ca_file: str = ""
+    """CA certificates (PEM) an mqtts:// broker's certificate must be signed by; "" trusts the
+    system's."""
+    username: str = ""
+    """User name for the broker; "" connects anonymously."""
+    password_file: str = ""
+    """File whose first line is the broker password (kept off the command line and out of
+    this file)."""
+    client_id: str = ""
+    """MQTT client id; "" is emostream-mqtt-DEVICE (a broker drops the older of two clients
+    sharing an id)."""
+    topic_prefix: str = "emostream"
+    """First level of every topic: PREFIX/DEVICE/emotion, /state, /status, /availability."""
+    discovery_prefix: str = "homeassistant"
+    """Home Assistant's MQTT discovery prefix; "" publishes no discovery."""
+    daemon: str = ""
+    """Address of the daemon whose stream the bridge passes on; "" is the local daemon
+    ([publish] bind)."""
+    curve_secret_key: str = ""
+    """The bridge's own key pair file (NAME.key_secret), for a daemon that publishes with
+    CURVE."""
+    curve_server_key: str = ""
+    """The daemon's public key file (NAME.key); required with curve_secret_key."""
+    offline_after: float = 6.0
+    """Seconds without a message from the daemon after which the device is offline (the
+    daemon sends a status every 2 s)."""
+    keepalive_seconds: int = 30
+    """MQTT keep-alive; the broker publishes the bridge's last will ("offline") after 1.5
+    times this without a word from it."""
+    retry_max_seconds: float = 30.0
+    """Longest wait between attempts to reconnect to a broker that went away."""
+    connect_timeout: float = 10.0
+    """Seconds to wait for the broker at start before giving up (exit status 1)."""
+    max_unsent: int = 100
+    """Messages handed to the network but not yet sent beyond which new ones are dropped
+    (counted in the log) instead of queued."""
+
+    def __post_init__(self) -> None:
+        self.endpoint  # noqa: B018 - validates the URL
+        for key in ("topic_prefix", "discovery_prefix"):
+            value = getattr(self, key)
+            fits = all(part and not set(part) & set("+#") for part in value.split("/"))
+            _require(self, key, fits or (key == "discovery_prefix" and value == ""), _TOPIC_RULE)
+        _require(
+            self,
+            "curve_server_key",
+            bool(self.curve_server_key) == bool(self.curve_secret_key),
+            "and mqtt.curve_secret_key must be given together",
+        )
+        _require(self, "offline_after", self.offline_after > 0, "must be positive")
+        _require(self, "keepalive_seconds", self.keepalive_seconds >= 5, "must be at least 5")
+        _require(self, "retry_max_seconds", self.retry_max_seconds >= 1, "must be at least 1")
+        _require(self, "connect_timeout", self.connect_timeout > 0, "must be positive")
+        _require(self, "max_unsent", self.max_unsent >= 1, "must be at least 1")
+
+    @property
+    def endpoint(self) -> BrokerEndpoint:
+        """Host, port and TLS from ``broker``; ConfigError naming the key when it is no URL."""
+        url = urllib.parse.urlsplit(self.broker)
+        tls = url.scheme == "mqtts"
+        try:
+            port = url.port or (8883 if tls else 1883)
+        except ValueError:
+            port = 0
+        valid = (
+            url.scheme in ("mqtt", "mqtts")
+            and bool(url.hostname)
+            and port > 0
+            and url.path in ("", "/")
+            and not url.username
+        )
+        _require(self, "broker", valid, _BROKER_RULE)
+        return BrokerEndpoint(str(url.hostname), port, tls)
+
+
+_TOPIC_RULE = 'must be topic levels separated by "/", without "+" or "#"'
+_BROKER_RULE = (
+    "must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (credentials go in mqtt.username and "
+    "mqtt.password_file)"
+)
+
+
+@dataclass(frozen=True)
 class Config:
     """All settings of the daemon."""
 
@@ -176,12 +279,15 @@ class Config:
     """Features, models, gate and smoothing."""
     publish: PublishConfig = field(default_factory=PublishConfig)
     """ZeroMQ publishing."""
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    """The MQTT bridge and fleet monitor."""
 
 
 SECTIONS: dict[str, type] = {
     SourceConfig.section: SourceConfig,
     PipelineConfig.section: PipelineConfig,
     PublishConfig.section: PublishConfig,
+    MqttConfig.section: MqttConfig,
 }
 
 
