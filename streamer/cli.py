@@ -257,12 +257,17 @@ def monitor(
 ) -> None:
     """Live view of the stream at ADDRESS; reconnects when the daemon restarts.
 
-    ADDRESS defaults to where the configuration makes the daemon publish.
+    ADDRESS defaults to where the configuration makes the daemon publish. An MQTT broker
+    (mqtt://HOST or mqtts://HOST; login and CA from [mqtt]) shows the fleet: one row per
+    device that bridges to it.
     """
     # Imported here so that the monitor starts without loading the audio and model stack.
     from streamer.client import ClientError, connect_address
     from streamer.monitor import run_monitor
 
+    if address is not None and address.startswith(("mqtt://", "mqtts://")):
+        _fleet_monitor(address, config_path)
+        return
     if address is None:
         address = connect_address(_effective_config(config_path, {}).config.publish.bind)
     if not sys.stdout.isatty():
@@ -278,6 +283,21 @@ def monitor(
             curve_server_key=curve_server,
         )
     except ClientError as error:
+        raise click.ClickException(str(error)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _fleet_monitor(broker: str, config_path: Path | None) -> None:
+    from streamer.fleet import run_fleet_monitor
+    from streamer.mqtt import MqttError
+
+    settings = _effective_config(config_path, {"mqtt": {"broker": broker}}).config.mqtt
+    if not sys.stdout.isatty():
+        raise click.ClickException("monitor draws a live screen and needs a terminal")
+    try:
+        run_fleet_monitor(settings)
+    except MqttError as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         pass

@@ -16,7 +16,9 @@ import jsonschema
 import pytest
 from broker_support import Mosquitto, Subscription
 from daemon_support import ROOT, emostream_command, ipc_address, serve, shipped_model_dir
+from test_monitor import tmux  # noqa: F401 (the tmux fixture)
 
+from streamer.fleet import FleetState
 from streamer.publish import message_schema
 
 CLIP = ROOT / "tests" / "data" / "03a01Wa.wav"
@@ -317,3 +319,39 @@ def test_refused_credentials_are_one_line_and_accepted_ones_connect(tmp_path):
 def test_a_missing_password_file_is_one_line_naming_it(tmp_path, broker):
     config = write_config(tmp_path, {"username": "kitchen", "password_file": "/nonexistent/pw"})
     assert "/nonexistent/pw" in one_error_line(bridge_error("--broker", broker.url, config=config))
+
+
+def test_the_fleet_state_keeps_one_row_per_device_with_its_gaps_and_availability():
+    from test_client import emotion_message
+
+    state = FleetState("emostream")
+    for seq in (3, 4, 7):
+        state.update("emostream/kitchen/emotion", json.dumps(emotion_message(seq)).encode(), 1.0)
+    state.update("emostream/attic/availability", b"offline", 2.0)
+    state.update("emostream/kitchen/availability", b"online", 2.0)
+    state.update("emostream/hall/emotion", b'{"schema": 1, "type": "emotion"}', 3.0)
+    state.update("elsewhere/garage/emotion", json.dumps(emotion_message(1)).encode(), 3.0)
+    rows = {row.name: row for row in state.rows()}
+    assert list(rows) == ["attic", "hall", "kitchen"]
+    assert (rows["kitchen"].online, rows["kitchen"].missed, rows["kitchen"].emotion.seq) == (
+        True,
+        2,
+        7,
+    )
+    assert rows["attic"].online is False and rows["attic"].emotion is None
+    assert state.malformed == 1 and rows["hall"].emotion is None
+
+
+def test_monitor_mqtt_shows_one_row_per_device_on_the_broker(broker, device, tmux):  # noqa: F811
+    subprocess.run(
+        [broker.sub_program.replace("_sub", "_pub"), "-p", str(broker.port), "-r"]
+        + ["-t", "emostream/attic/availability", "-m", "offline"],
+        check=True,
+    )
+    device.start_daemon()
+    device.start_bridge()
+    tmux.start(f"{emostream_command()[0]} monitor {broker.url} --config {device.config}")
+    screen = tmux.wait_for(lambda s: "2 devices, 1 online" in s and "speech" in s, timeout=40)
+    rows = {line.split("│")[1].strip(): line for line in screen.splitlines() if line.count("│") > 5}
+    assert "online" in rows["kitchen"] and "s ago" in rows["kitchen"]
+    assert "offline" in rows["attic"] and "never" in rows["attic"]
