@@ -1,4 +1,5 @@
-"""Shared fixtures: where the corpora and the committed clips are."""
+"""Shared fixtures: where the corpora and the committed clips are; the user's sound server kept
+out of reach."""
 
 from __future__ import annotations
 
@@ -7,9 +8,31 @@ from pathlib import Path
 
 import pytest
 from needs import unavailable
+from pulse_support import sound_server_state
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = ROOT / "tests" / "data"
+
+# The user's own sound server is never touched: PortAudio in this process, and every program a
+# test starts, reach no server unless the test starts a private one (pulse_support.PrivatePulse)
+# and points PULSE_SERVER at it. After the run the user's server must be as it was before.
+USER_ENVIRONMENT = dict(os.environ)
+os.environ["PULSE_SERVER"] = "unix:/nonexistent/emostream-tests-use-a-private-server"
+os.environ["PIPEWIRE_REMOTE"] = "emostream-tests-use-a-private-server"
+USER_SOUND_SERVER = sound_server_state(USER_ENVIRONMENT)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fails the run if the user's sound server was restarted, started, stopped or changed."""
+    after = sound_server_state(USER_ENVIRONMENT)
+    if after != USER_SOUND_SERVER:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.ensure_newline()
+        reporter.write_line(
+            f"FAILED: the tests changed the user's sound server: {USER_SOUND_SERVER} -> {after}",
+            red=True,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def corpus_root() -> Path:

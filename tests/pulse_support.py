@@ -122,3 +122,38 @@ class PrivatePulse:
     def stop(self) -> None:
         self.stop_server()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def sound_server_state(env: dict[str, str]) -> dict[str, str] | None:
+    """What identifies the sound server ``env`` reaches, its default source and any virtual
+    microphone loaded in it; None if no server answers.
+
+    Asked with autospawn off, so that asking never starts a server. The socket's inode and time
+    change when the server is restarted.
+    """
+    if shutil.which("pactl") is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="emostream-pa-ask-") as directory:
+        client_config = Path(directory) / "client.conf"
+        client_config.write_text("autospawn = no\n")
+        asking = {**env, "PULSE_CLIENTCONFIG": str(client_config)}
+
+        def pactl(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                ["pactl", *args], capture_output=True, text=True, timeout=10, env=asking
+            )
+
+        info = pactl("info")
+        if info.returncode != 0:
+            return None
+        modules = pactl("list", "short", "modules").stdout
+    fields = dict(line.split(": ", 1) for line in info.stdout.splitlines() if ": " in line)
+    state = {key: fields.get(key, "") for key in ("Server String", "Default Source")}
+    state["virtual microphones"] = "".join(
+        line for line in modules.splitlines(keepends=True) if f"sink_name={SINK}" in line
+    )
+    socket = Path(state["Server String"].removeprefix("unix:"))
+    if socket.is_absolute() and socket.exists():
+        status = socket.stat()
+        state["socket"] = f"inode {status.st_ino}, changed {status.st_ctime_ns}"
+    return state

@@ -6,13 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from needs import unavailable
-from pulse_support import has_sound_cards
+from pulse_support import PrivatePulse, has_sound_cards, require_pulseaudio
+
+from streamer.sources import rescan_devices
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,40 +30,20 @@ def emostream(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
-def pulse_running() -> bool:
-    return (
-        shutil.which("pactl") is not None
-        and subprocess.run(["pactl", "info"], capture_output=True, timeout=10).returncode == 0
-    )
+@pytest.fixture()
+def sound_server(monkeypatch) -> Iterator[None]:
+    """A private PulseAudio server for the ALSA "pulse" device, never the user's own.
 
-
-@pytest.fixture(scope="module")
-def sound_server() -> Iterator[None]:
-    """A PulseAudio server for the ALSA "pulse" device: the one running, or one started here.
-
-    Without hardware, PulseAudio's null sink monitor gives a real capture device.
+    Without hardware, its null sink's monitor gives a real capture device.
     """
-    if pulse_running():
-        yield
-        return
-    if shutil.which("pulseaudio") is None:
-        unavailable("pulseaudio is not installed")
-    server = subprocess.Popen(
-        ["pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "--log-target=stderr"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(50):
-            if pulse_running():
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("pulseaudio did not start")
-        yield
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    require_pulseaudio()
+    pulse = PrivatePulse()
+    monkeypatch.setenv("PULSE_SERVER", pulse.env["PULSE_SERVER"])
+    rescan_devices()
+    yield
+    pulse.stop()
+    monkeypatch.undo()
+    rescan_devices()
 
 
 @pytest.mark.mic

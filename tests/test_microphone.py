@@ -1,24 +1,24 @@
 """The daemon through a real microphone path: PulseAudio's virtual microphone, ALSA, PortAudio.
 
-A null sink named ``vmic`` is the "room": ``paplay -d vmic`` speaks into it, and its monitor is
-the default source, which the daemon captures through the ALSA ``pulse`` device. A silent
+A private PulseAudio server (tests/pulse_support.py: its own socket, never the user's server)
+has a null sink named ``vmic``, the "room": ``paplay -d vmic`` speaks into it, and its monitor
+is the default source, which the daemon captures through the ALSA ``pulse`` device. A silent
 stream plays into the sink throughout, so that, like a real microphone, the source delivers
 audio continuously rather than only while something plays.
 """
 
 from __future__ import annotations
 
-import shutil
 import signal
-import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from daemon_support import ipc_address, receive, serve, shipped_model_dir, subscribe
-from needs import unavailable
+from pulse_support import PrivatePulse, require_pulseaudio
 
 from streamer.audio import read_audio
 from streamer.features import FeatureExtractor
@@ -28,54 +28,37 @@ from streamer.sources import Microphone, rescan_devices
 
 pytestmark = pytest.mark.mic
 
-SINK = "vmic"
 RATE = 16000
 
 
-def _pactl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=10)
-
-
-def start_virtual_microphone() -> subprocess.Popen:
-    """Starts PulseAudio if needed, with the vmic null sink as default source; returns the
-    process keeping the sink busy."""
-    if _pactl("info").returncode != 0:
-        subprocess.run(["pulseaudio", "-D", "--exit-idle-time=-1"], capture_output=True, timeout=20)
-        deadline = time.monotonic() + 10
-        while _pactl("info").returncode != 0:
-            assert time.monotonic() < deadline, "pulseaudio did not start"
-            time.sleep(0.1)
-    if SINK not in _pactl("list", "short", "sinks").stdout:
-        loaded = _pactl("load-module", "module-null-sink", f"sink_name={SINK}")
-        assert loaded.returncode == 0, loaded.stderr
-    assert _pactl("set-default-source", f"{SINK}.monitor").returncode == 0
-    keep_alive = subprocess.Popen(
-        ["pacat", "--playback", "-d", SINK, "--raw", "--latency-msec=20", "/dev/zero"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+@pytest.fixture(scope="module")
+def virtual_microphone() -> Iterator[PrivatePulse]:
+    """A private PulseAudio server (its own socket) whose vmic monitor delivers audio; this
+    process's PortAudio and the daemons it starts use it, and the user's own server is left
+    alone."""
+    require_pulseaudio()
+    pulse = PrivatePulse()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PULSE_SERVER", pulse.env["PULSE_SERVER"])
+        try:
+            wait_until_delivering()
+            yield pulse
+        finally:
+            pulse.stop()
     rescan_devices()
-    # Ready when the device delivers audio: the sink may take a moment to wake from suspension.
+
+
+def wait_until_delivering() -> None:
+    """Returns once the virtual microphone delivers audio (a sink may wake slowly)."""
+    rescan_devices()
     with Microphone("pulse", RATE) as probe:
         deadline = time.monotonic() + 10
         while probe.read(0.1) is None:
             assert time.monotonic() < deadline, "the virtual microphone delivers no audio"
-    return keep_alive
 
 
-@pytest.fixture(scope="module")
-def virtual_microphone():
-    if shutil.which("pulseaudio") is None or shutil.which("paplay") is None:
-        unavailable("PulseAudio (pulseaudio, pulseaudio-utils) is not installed")
-    keep_alive = [start_virtual_microphone()]
-    yield keep_alive
-    for process in keep_alive:
-        process.terminate()
-        process.wait(5)
-
-
-def play(path: Path) -> None:
-    subprocess.run(["paplay", "-d", SINK, str(path)], check=True, timeout=120)
+def play(pulse: PrivatePulse, path: Path) -> None:
+    assert pulse.play(path).wait(120) == 0
 
 
 def test_the_microphone_is_opened_at_a_device_rate_and_resampled(virtual_microphone, tmp_path):
@@ -86,7 +69,7 @@ def test_the_microphone_is_opened_at_a_device_rate_and_resampled(virtual_microph
     with microphone:
         assert microphone.capture_rate == 48000 and microphone.state == "running"
         started = time.monotonic()
-        player = subprocess.Popen(["paplay", "-d", SINK, str(tone)])
+        player = virtual_microphone.play(tone)
         blocks = []
         while time.monotonic() - started < 2.5:
             block = microphone.read(0.1)
@@ -175,12 +158,13 @@ def test_microphone_labels_agree_with_offline_classification_and_pauses_are_not_
         str(model_dir),
         "--wait-subscriber",
         "10",
+        env=virtual_microphone.env,
     )
     try:
         # Capture is running once the first (silent) window arrives.
         first = receive(subscriber, lambda topic, m: topic == "emotion", timeout=15)
         assert first and first[-1][0] == "emotion", "no window from the microphone"
-        play(path)
+        play(virtual_microphone, path)
         time.sleep(2.5)
     finally:
         daemon.send_signal(signal.SIGTERM)
@@ -232,10 +216,11 @@ def test_a_vanished_microphone_is_reported_lost_and_capture_resumes(virtual_micr
         str(settings),
         "--models-dir",
         str(shipped_model_dir()),
+        env=virtual_microphone.env,
     )
     try:
         assert receive(subscriber, lambda topic, m: topic == "emotion", timeout=15)
-        subprocess.run(["pulseaudio", "-k"], check=True, timeout=10)
+        virtual_microphone.stop_server()
 
         def state_is(state):
             return lambda topic, m: topic == "status" and m["source"]["state"] == state
@@ -243,7 +228,7 @@ def test_a_vanished_microphone_is_reported_lost_and_capture_resumes(virtual_micr
         lost = receive(subscriber, state_is("lost"), timeout=10)
         assert lost and state_is("lost")(*lost[-1]), "the loss was not reported"
         assert daemon.poll() is None
-        virtual_microphone.append(start_virtual_microphone())
+        virtual_microphone.start_server()
         running = receive(subscriber, state_is("running"), timeout=20)
         assert running and state_is("running")(*running[-1]), "capture did not resume"
         after = receive(subscriber, lambda topic, m: topic == "emotion", timeout=10)
