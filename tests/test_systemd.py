@@ -6,6 +6,7 @@ import configparser
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from streamer.config import load_config
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_UNIT = ROOT / "systemd" / "emostream.service"
 USER_UNIT = ROOT / "systemd" / "emostream-user.service"
+MQTT_UNIT = ROOT / "systemd" / "emostream-mqtt.service"
 EXAMPLE_CONFIG = ROOT / "systemd" / "emostream.toml"
 MAX_EXPOSURE = 2.0
 
@@ -67,6 +69,39 @@ def test_system_unit_passes_systemd_analyze_verify(systemd_analyze, tmp_path):
     assert result.returncode == 0, result.stderr
     # verify reports unknown keys and bad values as warnings with exit status 0: none allowed.
     assert result.stderr.strip() == ""
+
+
+def test_mqtt_unit_passes_systemd_analyze_verify(systemd_analyze, tmp_path):
+    unit = installed_copy(MQTT_UNIT, tmp_path, "/opt/emostream/venv/bin/emostream")
+    result = run(systemd_analyze, "verify", str(unit))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == ""
+
+
+def test_mqtt_unit_exposure_is_at_most_two(systemd_analyze):
+    result = run(systemd_analyze, "security", "--offline=true", str(MQTT_UNIT))
+    assert result.returncode == 0, result.stderr
+    match = re.search(
+        r"Overall exposure level for emostream-mqtt\.service: (\d+\.\d+)", result.stdout
+    )
+    assert match, result.stdout[-500:]
+    assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+def test_the_mqtt_bridge_starts_after_the_daemon_and_is_hardened_like_it():
+    unit = read_unit(MQTT_UNIT)
+    assert "emostream.service" in unit["Unit"]["After"].split()
+    assert "Requires" not in unit["Unit"]  # a daemon restart must not stop the bridge
+    service, daemon = unit["Service"], read_unit(SYSTEM_UNIT)["Service"]
+    assert service["ExecStart"].endswith("emostream mqtt --config /etc/emostream/emostream.toml")
+    assert service["Restart"] == "on-failure"
+    shared = [
+        "User", "ProtectSystem", "ProtectHome", "PrivateTmp", "NoNewPrivileges",
+        "CapabilityBoundingSet", "RestrictAddressFamilies", "SystemCallFilter", "UMask",
+        "ProtectKernelTunables", "ProtectProc", "PrivateUsers", "RestrictNamespaces",
+    ]  # fmt: skip
+    assert {key: service.get(key) for key in shared} == {key: daemon.get(key) for key in shared}
+    assert service["PrivateDevices"] == "yes" and "SupplementaryGroups" not in service
 
 
 def test_user_unit_passes_systemd_analyze_verify(systemd_analyze, tmp_path):
@@ -297,6 +332,50 @@ def test_the_daemon_runs_under_the_system_units_restrictions(systemd_analyze, te
     assert daemon.wait(10) == 0, daemon.stderr.read()[-2000:]
     emotions = [message for topic, message in messages if topic == "emotion"]
     assert emotions and emotions[0]["speech"], messages
+
+
+def test_the_mqtt_bridge_runs_under_its_units_restrictions(systemd_analyze, tmp_path):
+    require_mount_namespaces()
+    from broker_support import Mosquitto
+
+    service = read_unit(MQTT_UNIT)["Service"]
+    flags = sandbox_flags(service)
+    assert {"strict", "privatetmp", "procsubset", "nnp", "mdwe"} <= set(flags)
+    families = [getattr(socket, name) for name in service["RestrictAddressFamilies"].split()]
+    environment = {
+        "SANDBOX_SYSCALLS": ",".join(sorted(allowed_syscalls(systemd_analyze, MQTT_UNIT))),
+        "SANDBOX_FAMILIES": ",".join(str(int(family)) for family in families),
+        "SANDBOX_KEEP": os.pathsep.join(kept_paths(tmp_path)),
+    }
+    broker = Mosquitto(tmp_path)
+    config = tmp_path / "emostream.toml"
+    config.write_text(f'[publish]\ndevice = "sandboxed"\n[mqtt]\nbroker = "{broker.url}"\n')
+    bridge = subprocess.Popen(
+        ["unshare", "--mount", "--pid", "--fork", sys.executable, "-c", SANDBOX, ",".join(flags)]
+        + [shutil.which("emostream") or "emostream", "mqtt", "--config", str(config)]
+        + [f"ipc://{tmp_path}/no-daemon.sock"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **environment},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        retained: dict[str, str] = {}
+        while time.monotonic() < deadline and bridge.poll() is None:
+            retained = broker.retained("#", timeout=1)
+            if "emostream/sandboxed/availability" in retained:
+                break
+        assert retained.get("emostream/sandboxed/availability") == "offline", bridge.stderr.read()
+        assert len([topic for topic in retained if topic.startswith("homeassistant/")]) == 3
+        # unshare --fork does not pass signals on: SIGTERM goes to the bridge itself.
+        children = Path(f"/proc/{bridge.pid}/task/{bridge.pid}/children").read_text().split()
+        os.kill(int(children[0]), signal.SIGTERM)
+        assert bridge.wait(10) == 0, bridge.stderr.read()[-2000:]
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+        broker.stop()
 
 
 def test_the_sandbox_really_refuses_what_the_unit_would(tmp_path):
