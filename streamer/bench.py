@@ -31,8 +31,6 @@ from streamer.pipeline import Pipeline
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_CLIPS = Path(__file__).resolve().parent.parent / "tests" / "data"
-
 
 @dataclass(frozen=True)
 class Timing:

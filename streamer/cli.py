@@ -142,7 +142,9 @@ def serve(
 
 
 @main.command()
-@click.argument("clips", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "clips", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option(
     "--models-dir",
     type=click.Path(path_type=Path),
@@ -169,20 +171,19 @@ def bench(
 ) -> None:
     """Time the daemon per hop on one core, against librosa + Keras predict (needs TensorFlow).
 
-    CLIPS are speech files (default: the clips in tests/data).
+    CLIPS are speech files, repeated to --seconds (in a checkout: tests/data/*.wav).
     """
     from rich.console import Console
     from rich.table import Table
 
     from streamer.audio import AudioError
-    from streamer.bench import DEFAULT_CLIPS, report_json, report_rows, run_bench
+    from streamer.bench import report_json, report_rows, run_bench
     from streamer.models import DEFAULT_MODEL_DIR, ModelError
 
-    speech = list(clips) or sorted(DEFAULT_CLIPS.glob("*.wav"))
-    if not speech:
-        raise click.ClickException("no clips given and none in tests/data")
     try:
-        report = run_bench(models_dir or DEFAULT_MODEL_DIR, speech, seconds, naive_hops=naive_hops)
+        report = run_bench(
+            models_dir or DEFAULT_MODEL_DIR, list(clips), seconds, naive_hops=naive_hops
+        )
     except (ModelError, AudioError, RuntimeError) as error:
         raise click.ClickException(str(error)) from None
     except ModuleNotFoundError as error:

@@ -20,7 +20,21 @@ from streamer.features import MODEL_INPUTS, FeatureSpec
 _LOGGER = logging.getLogger(__name__)
 
 MODEL_NAMES = ("cnn", "lstm")
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def shipped_model_dir() -> Path:
+    """The models that ship with emostream.
+
+    An installed wheel (or ``pip install .``) carries the repository's ``models/`` as the
+    package data ``streamer/shipped_models``; a checkout (or an editable install) has it beside
+    ``streamer/``.
+    """
+    package = Path(__file__).resolve().parent
+    installed = package / "shipped_models"
+    return installed if installed.is_dir() else package.parent / "models"
+
+
+DEFAULT_MODEL_DIR = shipped_model_dir()
 
 
 class ModelError(Exception):
