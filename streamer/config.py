@@ -1,23 +1,36 @@
 """Settings of the daemon: one frozen dataclass per subsystem, built once.
 
-Values come from the defaults here, then a TOML file, then command-line flags, each overriding
-the one before. Only ``load_config`` turns outside values into settings, so every unknown key and
+Values come from the defaults here, then TOML files, then command-line flags, each overriding
+the one before. Only this module turns outside values into settings, so every unknown key and
 every invalid value is reported the same way: one line naming the key.
+
+Adding a setting: add a field with its type, its default and a one-line docstring right below it
+to one of the dataclasses. That is all: the field is read from ``[section] name = value`` in the
+TOML file, printed by ``emostream config``, and every command taking that section gets a flag
+``--name-with-dashes`` whose type, help (the docstring) and shown default come from the field
+(``streamer.cli.options``; booleans get ``--name/--no-name``). Only where a flag's name must
+differ from the field's, give ``metadata=flag("--short", "--long")``; validate the value in the
+class's ``__post_init__`` with ``_require``, so the error names ``section.key``.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import itertools
 import re
 import socket
 import sys
+import types
 import typing
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from streamer.models import DEFAULT_MODEL_DIR, MODEL_NAMES
+from streamer.shipped import DEFAULT_MODEL_DIR, MODEL_NAMES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,6 +44,15 @@ DEVICE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 class ConfigError(Exception):
     """A setting is unknown or invalid; the message names it as ``section.key``."""
+
+
+def flag(*names: str, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Field metadata naming a setting's command-line flag, where ``--field-name`` won't do.
+
+    ``names`` are the flag's spellings (the first one shown in help); ``values`` maps words the
+    flag accepts to the field values they stand for (``--model both``).
+    """
+    return {"flags": names, "values": dict(values or {})}
 
 
 @dataclass(frozen=True)
@@ -73,12 +95,17 @@ class PipelineConfig:
 
     section: ClassVar[str] = "pipeline"
 
-    models: tuple[str, ...] = MODEL_NAMES
+    models: tuple[str, ...] = field(
+        default=MODEL_NAMES,
+        metadata=flag(
+            "--model", values={"both": MODEL_NAMES, **{name: (name,) for name in MODEL_NAMES}}
+        ),
+    )
     """Models to run on every window ("cnn", "lstm" or both); with several, their
     probabilities are averaged into the published label."""
-    model_dir: Path = DEFAULT_MODEL_DIR
+    model_dir: Path = field(default=DEFAULT_MODEL_DIR, metadata=flag("--models-dir", "--model-dir"))
     """Directory holding NAME.tflite and NAME.json for each model."""
-    hop_seconds: float = 0.5
+    hop_seconds: float = field(default=0.5, metadata=flag("--hop", "--hop-seconds"))
     """Time between window starts (seconds); a whole number of feature frames."""
     speech_threshold_db: float = -45.0
     """Frame RMS level (dB full scale) above which a frame counts as voiced."""
@@ -120,13 +147,17 @@ class PublishConfig:
     """Interval between status messages (seconds)."""
     echo: bool = False
     """Also print each published label to standard output as a readable line."""
-    wait_for_subscriber: float = 0.0
+    wait_for_subscriber: float = field(
+        default=0.0, metadata=flag("--wait-subscriber", "--wait-for-subscriber")
+    )
     """Seconds to wait for a first subscriber before reading the source (0: do not wait); with
     --fast, the first messages would otherwise leave before anyone listens."""
-    curve_secret_key: str = ""
+    curve_secret_key: Path | None = field(
+        default=None, metadata=flag("--curve-secret", "--curve-secret-key")
+    )
     """This server's key pair file (NAME.key_secret from `emostream keygen`): encrypts with
-    CURVE; "" publishes in plain text."""
-    curve_clients: str = ""
+    CURVE; unset (or "") publishes in plain text."""
+    curve_clients: Path | None = None
     """Directory of the public keys (NAME.key) of the clients allowed to subscribe, read at
     start; required with curve_secret_key."""
     insecure: bool = False
@@ -155,7 +186,7 @@ class PublishConfig:
         _require(
             self,
             "curve_clients",
-            bool(self.curve_clients) == bool(self.curve_secret_key),
+            (self.curve_clients is None) == (self.curve_secret_key is None),
             "and publish.curve_secret_key must be given together",
         )
 
@@ -289,51 +320,83 @@ SECTIONS: dict[str, type] = {
     PublishConfig.section: PublishConfig,
     MqttConfig.section: MqttConfig,
 }
+"""Each settings class by its TOML section name, which is also its attribute of ``Config``."""
 
 
-def load_config(path: Path | None, overrides: dict[str, dict[str, Any]]) -> Config:
-    """Settings from the defaults, then the TOML file at ``path`` (if any), then ``overrides``.
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file at ``path`` as a dict; ConfigError naming the file if it cannot be."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: config file is not UTF-8 text ({error.reason})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML ({error})") from None
 
-    Both the file and ``overrides`` are shaped ``{section: {key: value}}``, as in the TOML file
-    (``[pipeline]`` / ``hop_seconds = 0.25``). Raises ConfigError naming the file or the key.
+
+def override(config: Config, table: Mapping[str, Any]) -> Config:
+    """``config`` with the values of ``table``, shaped as the file: ``{section: {key: value}}``.
+
+    Each value is converted to its field's type; each section is replaced at once, so settings
+    that must come together (the CURVE keys) may. Raises ConfigError naming the key.
     """
-    values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
-    if path is not None:
-        try:
-            loaded = tomllib.loads(Path(path).read_text())
-        except OSError as error:
-            raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
-        except UnicodeDecodeError as error:
-            raise ConfigError(f"{path}: config file is not UTF-8 text ({error.reason})") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{path}: invalid TOML ({error})") from None
-        _merge(values, loaded)
-    _merge(values, overrides)
-    return Config(**{name: _build(SECTIONS[name], keys) for name, keys in values.items()})
-
-
-def _merge(values: dict[str, dict[str, Any]], update: dict[str, Any]) -> None:
-    for section, keys in update.items():
+    sections: dict[str, Any] = {}
+    for section, keys in table.items():
         if section not in SECTIONS:
             raise ConfigError(f"unknown config section {section!r}")
-        if not isinstance(keys, dict):
+        if not isinstance(keys, Mapping):
             raise ConfigError(f"config section {section!r} must be a table of keys")
-        values[section].update(keys)
+        cls = SECTIONS[section]
+        hints = typing.get_type_hints(cls)
+        known = {setting.name for setting in dataclasses.fields(cls)}
+        converted: dict[str, Any] = {}
+        for key, value in keys.items():
+            if key not in known:
+                raise ConfigError(f"unknown config key '{section}.{key}'")
+            converted[key] = _convert(f"{section}.{key}", hints[key], value)
+        sections[section] = dataclasses.replace(getattr(config, section), **converted)
+    return dataclasses.replace(config, **sections)
 
 
-def _build(cls: type, keys: dict[str, Any]) -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    converted: dict[str, Any] = {}
-    for key, value in keys.items():
-        if key not in known:
-            raise ConfigError(f"unknown config key '{cls.section}.{key}'")
-        converted[key] = _convert(f"{cls.section}.{key}", hints[key], value)
-    return cls(**converted)
+def load_config(path: Path | None, overrides: Mapping[str, Any]) -> Config:
+    """Settings from the defaults, then the TOML file at ``path`` (if any), then ``overrides``.
+
+    ``overrides`` is shaped as the file (``{"pipeline": {"hop_seconds": 0.25}}``). Raises
+    ConfigError naming the file or the key.
+    """
+    config = Config() if path is None else override(Config(), read_toml(path))
+    return override(config, overrides)
+
+
+def setting_docs(cls: type) -> dict[str, str]:
+    """The one-line docstrings below the fields of ``cls``, whitespace collapsed, by field name.
+
+    Python keeps no attribute docstrings at run time, so they are read from the class's source.
+    """
+    tree = ast.parse(inspect.getsource(cls))
+    (definition,) = tree.body
+    assert isinstance(definition, ast.ClassDef)
+    body = definition.body
+    docs: dict[str, str] = {}
+    for statement, following in itertools.pairwise(body):
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[statement.target.id] = " ".join(following.value.value.split())
+    return docs
 
 
 def _convert(name: str, kind: Any, value: Any) -> Any:
-    """``value`` as type ``kind``, accepting the spellings TOML and click produce."""
+    """``value`` as type ``kind``, accepting the spellings TOML produces."""
+    if _is_optional(kind):
+        if value is None or value == "":
+            return None
+        return _convert(name, typing.get_args(kind)[0], value)
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -341,21 +404,28 @@ def _convert(name: str, kind: Any, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     elif kind is str:
         if isinstance(value, str):
             return value
     elif kind is Path:
-        if isinstance(value, (str, Path)):
+        if isinstance(value, str | Path):
             return Path(value)
     elif typing.get_origin(kind) is tuple:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",")]
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
             return tuple(value)
     expected = getattr(kind, "__name__", str(kind))
     raise ConfigError(f"config key '{name}': expected {expected}, got {value!r}")
+
+
+def _is_optional(kind: Any) -> bool:
+    """Whether ``kind`` is ``X | None``."""
+    return typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in (
+        typing.get_args(kind)
+    )
 
 
 def _require(settings: Any, key: str, condition: bool, problem: str) -> None:

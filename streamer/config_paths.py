@@ -13,11 +13,12 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamer.config import SECTIONS, Config, ConfigError, load_config
+from streamer.config import SECTIONS, Config, ConfigError, override, read_toml
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,29 +61,25 @@ def config_files(explicit: Path | None, system: Path = SYSTEM_CONFIG) -> list[Pa
 
 def load_effective_config(
     explicit: Path | None,
-    overrides: dict[str, dict[str, Any]],
+    overrides: Mapping[str, Any],
     system: Path = SYSTEM_CONFIG,
 ) -> EffectiveConfig:
     """Defaults <- system file <- user file (or ``explicit`` alone) <- ``overrides``.
 
-    Each file is validated on its own first, so an error names the file as well as the key.
+    Each file is read once and validated on its own first, so an error names the file as well
+    as the key. ``overrides`` is shaped as a file (``{section: {key: value}}``).
     """
     files = config_files(explicit, system)
-    merged: dict[str, dict[str, Any]] = {}
+    config = Config()
     for path in files:
+        table = read_toml(path)
         try:
-            load_config(path, {})
+            override(Config(), table)
+            config = override(config, table)
         except ConfigError as error:
-            message = str(error)
-            raise ConfigError(
-                message if message.startswith(str(path)) else f"{path}: {message}"
-            ) from None
-        for section, keys in tomllib.loads(path.read_text()).items():
-            merged.setdefault(section, {}).update(keys)
-    for section, keys in overrides.items():
-        merged.setdefault(section, {}).update(keys)
+            raise ConfigError(f"{path}: {error}") from None
     _LOGGER.debug("configuration files: %s", ", ".join(map(str, files)) or "none")
-    return EffectiveConfig(load_config(None, merged), tuple(files))
+    return EffectiveConfig(override(config, overrides), tuple(files))
 
 
 def parse_assignment(assignment: str) -> tuple[str, str, Any]:
@@ -105,13 +102,17 @@ def parse_assignment(assignment: str) -> tuple[str, str, Any]:
 
 
 def to_toml(config: Config) -> str:
-    """``config`` as a TOML document that ``load_config`` reads back to the same settings."""
+    """``config`` as a TOML document that ``load_config`` reads back to the same settings.
+
+    TOML has no null: an unset optional setting is printed as "", which reads back as unset.
+    """
     lines: list[str] = []
     for section in dataclasses.fields(config):
         settings = getattr(config, section.name)
         lines.append(f"[{section.name}]")
         for setting in dataclasses.fields(settings):
-            lines.append(f"{setting.name} = {_toml_value(getattr(settings, setting.name))}")
+            value = getattr(settings, setting.name)
+            lines.append(f"{setting.name} = {_toml_value('' if value is None else value)}")
         lines.append("")
     return "\n".join(lines)
 

@@ -13,7 +13,6 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import TextIO
 
 import numpy as np
@@ -51,8 +50,8 @@ class Daemon:
         self.publisher = Publisher(
             settings.bind,
             settings.send_hwm,
-            curve_secret_key=Path(settings.curve_secret_key) if settings.curve_secret_key else None,
-            curve_clients=Path(settings.curve_clients) if settings.curve_clients else None,
+            curve_secret_key=settings.curve_secret_key,
+            curve_clients=settings.curve_clients,
             insecure=settings.insecure,
             device=settings.device_name,
         )

@@ -16,25 +16,9 @@ from typing import Any
 import numpy as np
 
 from streamer.features import MODEL_INPUTS, FeatureSpec
+from streamer.shipped import MODEL_NAMES
 
 _LOGGER = logging.getLogger(__name__)
-
-MODEL_NAMES = ("cnn", "lstm")
-
-
-def shipped_model_dir() -> Path:
-    """The models that ship with emostream.
-
-    An installed wheel (or ``pip install .``) carries the repository's ``models/`` as the
-    package data ``streamer/shipped_models``; a checkout (or an editable install) has it beside
-    ``streamer/``.
-    """
-    package = Path(__file__).resolve().parent
-    installed = package / "shipped_models"
-    return installed if installed.is_dir() else package.parent / "models"
-
-
-DEFAULT_MODEL_DIR = shipped_model_dir()
 
 
 class ModelError(Exception):

@@ -10,7 +10,7 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-from streamer.models import shipped_model_dir
+from streamer.shipped import shipped_model_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 

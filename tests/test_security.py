@@ -127,7 +127,7 @@ def test_only_loopback_and_ipc_addresses_count_as_local(bind, loopback):
 
 def test_the_default_bind_is_loopback():
     assert is_loopback(Config().publish.bind)
-    assert Config().publish.curve_secret_key == "" and not Config().publish.insecure
+    assert Config().publish.curve_secret_key is None and not Config().publish.insecure
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "*"])
