@@ -236,10 +236,10 @@ class MqttConfig:
     daemon: str = ""
     """Address of the daemon whose stream the bridge passes on; "" is the local daemon
     ([publish] bind)."""
-    curve_secret_key: str = ""
+    curve_secret_key: str = field(default="", metadata=flag("--curve-secret", "--curve-secret-key"))
     """The bridge's own key pair file (NAME.key_secret), for a daemon that publishes with
     CURVE."""
-    curve_server_key: str = ""
+    curve_server_key: str = field(default="", metadata=flag("--curve-server", "--curve-server-key"))
     """The daemon's public key file (NAME.key); required with curve_secret_key."""
     offline_after: float = 6.0
     """Seconds without a message from the daemon after which the device is offline (the
