@@ -147,7 +147,8 @@ def evaluate(
     """Train and test fold by fold; write JSON, Markdown and confusion PNGs to reports/."""
     _requires_training_extra("evaluate")
     from training.corpora import CorpusError
-    from training.evaluate import evaluate_corpus, write_report
+    from training.evaluate import evaluate_corpus
+    from training.reports import write_report
 
     datasets, names, config = _training_setup(data, model, epochs)
     try:
