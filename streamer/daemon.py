@@ -13,11 +13,12 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 import numpy as np
 
-from streamer.config import Config, ConfigError
+from streamer.config import Config, ConfigError, SourceConfig
 from streamer.models import ModelError, load_models
 from streamer.notify import Notifier
 from streamer.pipeline import Pipeline, WindowResult
@@ -37,31 +38,24 @@ _TIMING_HISTORY = 1000
 class Daemon:
     """Runs one source through the pipeline and publishes until stopped or the source ends."""
 
-    def __init__(self, config: Config, echo: TextIO | None = None) -> None:
-        """Loads the models, binds the socket and prepares the source (not yet started).
+    def __init__(
+        self,
+        config: Config,
+        source: AudioSource,
+        pipeline: Pipeline,
+        publisher: Publisher,
+        echo: TextIO | None = None,
+    ) -> None:
+        """Serves ``source`` through ``pipeline`` to ``publisher`` (see ``build_daemon``).
 
-        Raises one of USER_ERRORS with a one-line message naming the culprit.
+        ``echo`` receives a readable line per window (default: standard output when
+        ``config.publish.echo`` is set).
         """
         self.config = config
         self._echo = echo if echo is not None else (sys.stdout if config.publish.echo else None)
-        # Bound first: a busy address fails at once, and subscribers can connect while the
-        # models load instead of missing the first messages.
-        settings = config.publish
-        self.publisher = Publisher(
-            settings.bind,
-            settings.send_hwm,
-            curve_secret_key=settings.curve_secret_key,
-            curve_clients=settings.curve_clients,
-            insecure=settings.insecure,
-            device=settings.device_name,
-        )
-        try:
-            models = load_models(config.pipeline.model_dir, config.pipeline.models)
-            self.pipeline = Pipeline(models, config.pipeline)
-            self.source: AudioSource = open_source(config.source, self.pipeline.spec.sample_rate)
-        except BaseException:
-            self.publisher.close()
-            raise
+        self.publisher = publisher
+        self.pipeline = pipeline
+        self.source = source
         self.notifier = Notifier()
         self._inference_ms: collections.deque[float] = collections.deque(maxlen=_TIMING_HISTORY)
         self._started = time.monotonic()
@@ -152,6 +146,39 @@ class Daemon:
         self._next_status = time.monotonic() + self.config.publish.status_seconds
 
 
+SourceFactory = Callable[[SourceConfig, int], AudioSource]
+"""Makes the audio source from its settings and the models' sample rate (hertz)."""
+
+
+def build_daemon(
+    config: Config, make_source: SourceFactory = open_source, echo: TextIO | None = None
+) -> Daemon:
+    """The daemon built from its parts: publisher, models and pipeline, source (not started).
+
+    ``serve``, ``bench`` (through ``serve``) and the tests build it here; a test hands in its
+    own ``make_source``. Raises one of USER_ERRORS with a one-line message naming the culprit.
+    """
+    # Bound first: a busy address fails at once, and subscribers can connect while the
+    # models load instead of missing the first messages.
+    settings = config.publish
+    publisher = Publisher(
+        settings.bind,
+        settings.send_hwm,
+        curve_secret_key=settings.curve_secret_key,
+        curve_clients=settings.curve_clients,
+        insecure=settings.insecure,
+        device=settings.device_name,
+    )
+    try:
+        models = load_models(config.pipeline.model_dir, config.pipeline.models)
+        pipeline = Pipeline(models, config.pipeline)
+        source = make_source(config.source, pipeline.spec.sample_rate)
+    except BaseException:
+        publisher.close()
+        raise
+    return Daemon(config, source, pipeline, publisher, echo)
+
+
 def serve(config: Config) -> None:
     """Runs the daemon in the main thread until SIGTERM, SIGINT or the end of a file source.
 
@@ -165,5 +192,4 @@ def serve(config: Config) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    daemon = Daemon(config)
-    daemon.run(stop)
+    build_daemon(config).run(stop)

@@ -12,7 +12,7 @@ from daemon_support import ipc_address, shipped_model_dir
 
 from streamer.audio import read_audio
 from streamer.config import load_config
-from streamer.daemon import Daemon
+from streamer.daemon import build_daemon
 from streamer.ring import RingBuffer
 from streamer.sources import AudioBlock, AudioSource
 
@@ -73,9 +73,7 @@ def test_no_published_window_spans_audio_the_ring_overwrote(test_clips, tmp_path
         },
     )
     echo = io.StringIO()
-    daemon = Daemon(config, echo=echo)
-    daemon.source.close()
-    daemon.source = ScriptedRing(ring, steps)
+    daemon = build_daemon(config, lambda settings, rate: ScriptedRing(ring, steps), echo=echo)
     daemon.run(threading.Event())
 
     assert ring.overflows == 1 and ring.lost_samples == RATE

@@ -264,13 +264,13 @@ def test_the_daemon_never_imports_tensorflow(model_dir, tmp_path):
     script = f"""
 import sys, threading
 from streamer.config import load_config
-from streamer.daemon import Daemon
+from streamer.daemon import build_daemon
 config = load_config(None, {{
     "source": {{"source": "{ROOT / "tests" / "data" / "03a01Wa.wav"}", "fast": True}},
     "pipeline": {{"model_dir": "{model_dir}"}},
     "publish": {{"bind": "{ipc_address(tmp_path)}"}},
 }})
-daemon = Daemon(config)
+daemon = build_daemon(config)
 daemon.run(threading.Event())
 assert daemon.pipeline.windows == 1
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
