@@ -187,13 +187,21 @@ def _emostream() -> list[str]:
     return [sys.executable, "-c", "from streamer.cli import main; main()"]
 
 
+def _serve_command(scratch_dir: Path) -> list[str]:
+    """``emostream serve`` reading an empty settings file alone: the figures are those of the
+    defaults and the bench's flags, whatever /etc/emostream or ~/.config/emostream say."""
+    settings = scratch_dir / "bench.toml"
+    settings.write_text("# emostream bench: defaults and command-line flags only\n")
+    return [*_emostream(), "serve", "--config", str(settings)]
+
+
 def time_serve(model_dir: Path, path: Path, socket_dir: Path) -> tuple[float, float]:
     """Wall time (seconds) and peak RSS (MiB) of ``serve --fast`` on ``path``.
 
     The peak is the child's own VmHWM, polled until it exits: ``ru_maxrss`` would count the
     pages the child shared with this (much larger) process between fork and exec.
     """
-    command = [*_emostream(), "serve", "--source", str(path), "--fast"]
+    command = [*_serve_command(socket_dir), "--source", str(path), "--fast"]
     command += ["--models-dir", str(model_dir), "--bind", f"ipc://{socket_dir / 'bench.sock'}"]
     errors = socket_dir / "serve.stderr"
     with errors.open("wb") as stderr:
@@ -229,7 +237,7 @@ def time_first_label(model_dir: Path, clip: Path, socket_dir: Path) -> float:
     from streamer.client import Emotion, Subscriber
 
     address = f"ipc://{socket_dir / 'first.sock'}"
-    command = [*_emostream(), "serve", "--source", str(clip), "--fast", "--bind", address]
+    command = [*_serve_command(socket_dir), "--source", str(clip), "--fast", "--bind", address]
     command += ["--models-dir", str(model_dir), "--wait-subscriber", "10"]
     with Subscriber(address, topics=("emotion",), quiet_after=None) as subscriber:
         started = time.perf_counter()

@@ -1,9 +1,10 @@
-"""Shared fixtures: where the corpora and the committed clips are; the user's sound server kept
-out of reach."""
+"""Shared fixtures: where the corpora and the committed clips are; the user's sound server and
+config files kept out of reach."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def corpus_root() -> Path:
     return Path(os.environ.get("EMOSTREAM_DATA", ROOT.parent / "shared" / "datasets"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_config_home(tmp_path_factory) -> Iterator[Path]:
+    """An empty config folder as the user's (XDG_CONFIG_HOME), for the tests and every command
+    they start, so ~/.config/emostream never changes a test."""
+    home = tmp_path_factory.mktemp("config-home")
+    previous = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(home)
+    yield home
+    if previous is None:
+        del os.environ["XDG_CONFIG_HOME"]
+    else:
+        os.environ["XDG_CONFIG_HOME"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ import zmq
 from needs import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
+ISOLATED_CONFIG = ROOT / "tests" / "data" / "isolated.toml"
+"""The empty settings file test daemons read alone: no system or user file changes a test."""
 
 
 def shipped_model_dir() -> Path:
@@ -62,9 +64,13 @@ def receive(socket: zmq.Socket, until, timeout: float) -> list[tuple[str, dict]]
 
 
 def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``emostream serve ARGS`` as a child process, output captured as text."""
+    """``emostream serve ARGS`` as a child process, output captured as text.
+
+    Without ``--config`` in ARGS, it reads ``ISOLATED_CONFIG`` alone.
+    """
+    isolated = [] if "--config" in args else ["--config", str(ISOLATED_CONFIG)]
     return subprocess.Popen(
-        [*emostream_command(), "serve", *args],
+        [*emostream_command(), "serve", *isolated, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

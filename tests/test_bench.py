@@ -41,6 +41,20 @@ def test_serve_is_timed_with_its_own_peak_memory(models, test_clips, tmp_path):
     assert 30 < peak_mib < 1000
 
 
+def test_serve_is_timed_with_the_defaults_whatever_the_users_config_says(
+    models, test_clips, tmp_path, monkeypatch
+):
+    """A user file that would stop ``serve`` (or change its figures) is not read by bench."""
+    user = tmp_path / "home" / "emostream" / "emostream.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text("[pipeline]\nmodels = ['no-such-model']\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(user.parent.parent))
+    path = tmp_path / "speech.wav"
+    sf.write(path, speech_audio(test_clips, models[0].metadata.features, 10.0), 16000)
+    elapsed, _ = time_serve(shipped_model_dir(), path, tmp_path)
+    assert 0 < elapsed < 30
+
+
 def test_the_report_shows_each_goal_beside_its_figure():
     timing = Timing.of([0.001, 0.001, 0.002])
     report = BenchReport(0.5, 1, timing, Timing.of([0.1, 0.1]), "stand-ins", 120.0, 1.2, 99.0, 0.7)
