@@ -28,6 +28,7 @@ from streamer.config import PipelineConfig
 from streamer.features import FeatureSpec
 from streamer.models import ModelError, TFLiteModel, load_models
 from streamer.pipeline import Pipeline
+from streamer.vad import SpeechDetector
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,7 +55,9 @@ class BenchReport:
     cpu: int | None
     """Core the benchmark was pinned to (None: not pinned)."""
     streaming: Timing
-    """Per hop: new frames' features, both models, smoothing (TFLite int8)."""
+    """Per hop: speech detector, new frames' features, both models, smoothing (TFLite int8)."""
+    detector: Timing
+    """Per hop: the speech detector alone (its share of ``streaming``)."""
     naive: Timing
     """Per hop: librosa on the whole window, then Keras predict for each model."""
     naive_models: str
@@ -109,6 +112,18 @@ def time_streaming(models: list[TFLiteModel], audio: np.ndarray, hop_seconds: fl
         # Count only hops that ran both models: silence skips them and would flatter the figure.
         if results and len(results[-1].models) == len(models):
             durations.append(elapsed)
+    return Timing.of(durations[1:])
+
+
+def time_detector(audio: np.ndarray, hop_seconds: float, window_seconds: float) -> Timing:
+    """Per-hop time of the voice-activity detector alone, fed one hop of audio at a time."""
+    detector = SpeechDetector(window_seconds)
+    hop = round(hop_seconds * 16000)
+    durations = []
+    for start in range(0, len(audio) - hop + 1, hop):
+        started = time.perf_counter()
+        detector.push(audio[start : start + hop])
+        durations.append(time.perf_counter() - started)
     return Timing.of(durations[1:])
 
 
@@ -265,6 +280,7 @@ def run_bench(
     audio = speech_audio(clips, models[0].metadata.features, seconds)
     rate = models[0].metadata.features.sample_rate
     streaming = time_streaming(models, audio, hop_seconds)
+    detector = time_detector(audio, hop_seconds, models[0].metadata.features.window_seconds)
     naive, origin = time_naive(models, model_dir, audio, hop_seconds, naive_hops)
     with tempfile.TemporaryDirectory() as scratch:
         scratch_dir = Path(scratch)
@@ -276,6 +292,7 @@ def run_bench(
         hop_seconds=hop_seconds,
         cpu=cpu,
         streaming=streaming,
+        detector=detector,
         naive=naive,
         naive_models=origin,
         audio_seconds=len(audio) / rate,
@@ -290,11 +307,16 @@ def report_rows(report: BenchReport) -> list[tuple[str, str, str]]:
     s, n = report.streaming, report.naive
     return [
         (
-            f"per hop ({report.hop_seconds} s), features + both models, median",
+            f"per hop ({report.hop_seconds} s), speech detector + features + both models, median",
             f"{s.median_ms:.2f} ms",
             "<= 2 ms",
         ),
         ("per hop, p99", f"{s.p99_ms:.2f} ms", ""),
+        (
+            "of which the speech detector (Silero VAD), median",
+            f"{report.detector.median_ms:.2f} ms",
+            "",
+        ),
         ("naive per hop (librosa + Keras predict), median", f"{n.median_ms:.1f} ms", ""),
         ("naive per hop, p99", f"{n.p99_ms:.1f} ms", ""),
         ("speed-up over the naive path (medians)", f"{report.speedup:.0f}x", ">= 20x"),

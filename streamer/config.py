@@ -107,10 +107,12 @@ class PipelineConfig:
     """Directory holding NAME.tflite and NAME.json for each model."""
     hop_seconds: float = field(default=0.5, metadata=flag("--hop", "--hop-seconds"))
     """Time between window starts (seconds); a whole number of feature frames."""
-    speech_threshold_db: float = -45.0
-    """Frame RMS level (dB full scale) above which a frame counts as voiced."""
-    min_speech_seconds: float = 0.3
-    """Voiced time a window needs to be published as speech rather than silence (seconds)."""
+    speech_threshold: float = 0.2
+    """Speech probability (from the voice-activity detector) at or above which a 32 ms frame
+    counts as speech; low, because a voice at -45 dBFS peak scores little more (the defaults
+    are chosen by benchmarks/vad_compare.py)."""
+    min_speech_seconds: float = 0.5
+    """Speech a window needs to be classified rather than published as no speech (seconds)."""
     smoothing: float = 0.5
     """Weight of the newest window in the exponential moving average of probabilities
     (1 disables smoothing)."""
@@ -124,6 +126,7 @@ class PipelineConfig:
         _require(self, "models", not unknown, f"unknown model {unknown[:1]}")
         _require(self, "models", bool(self.models), "must name at least one model")
         _require(self, "hop_seconds", self.hop_seconds > 0, "must be positive")
+        _require(self, "speech_threshold", 0 < self.speech_threshold < 1, "must be in (0, 1)")
         _require(self, "min_speech_seconds", self.min_speech_seconds >= 0, "must be >= 0")
         _require(self, "smoothing", 0 < self.smoothing <= 1, "must be in (0, 1]")
         _require(self, "hysteresis", 0 <= self.hysteresis < 1, "must be in [0, 1)")

@@ -1,7 +1,8 @@
-"""Windows -> features -> models -> speech gate and smoothing -> one result per window.
+"""Windows -> features and speech detection -> models -> smoothing -> one result per window.
 
-``Pipeline`` takes audio in blocks of any size and computes each frame's features once, as its
-samples arrive; every hop it classifies the newest window with each model. ``classify_clip``
+``Pipeline`` takes audio in blocks of any size and computes each frame's features and speech
+probability once, as its samples arrive; every hop it classifies the newest window with each
+model if the voice-activity detector heard enough speech in it. ``classify_clip``
 runs the same pipeline over a whole clip, so offline results equal what the daemon publishes
 for the same audio.
 """
@@ -18,6 +19,7 @@ import numpy as np
 from streamer.config import ConfigError, PipelineConfig
 from streamer.features import FeatureExtractor, FrameFeatures, StreamingFeatures, hop_frames_for
 from streamer.models import ModelError, TFLiteModel
+from streamer.vad import FRAME_SAMPLES, SAMPLE_RATE, SpeechDetector
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ class WindowResult:
     captured_at: float
     """Unix time at which the window's last sample became available (seconds)."""
     speech: bool
-    """Whether enough of the window is voiced to be judged."""
+    """Whether the voice-activity detector heard enough speech in the window to judge it."""
     label: str | None
     """Smoothed combined label; None without speech or below the confidence threshold."""
     confidence: float
@@ -55,8 +57,10 @@ class WindowResult:
     """Each model's raw output; empty when the window has no speech (models are not run)."""
     level_db: float
     """Loudest frame RMS level in the window (dB full scale)."""
-    voiced_seconds: float
-    """Time in the window above the speech threshold (seconds)."""
+    speech_seconds: float
+    """Time in the window the detector judged speech (seconds)."""
+    speech_probability: float
+    """The detector's highest frame probability in the window (0 to 1)."""
     inference_ms: float
     """Time spent on this window's normalisation, models and smoothing (milliseconds)."""
 
@@ -64,8 +68,9 @@ class WindowResult:
 class Pipeline:
     """Streaming classifier: push blocks of samples, get a result every hop.
 
-    Results do not depend on the block size: blocks are split at window boundaries, and frame
-    features are computed once each, from the samples alone.
+    Results do not depend on the block size: blocks are split at window boundaries, frame
+    features are computed once each from the samples alone, and the detector scores fixed
+    512-sample frames whatever the blocks.
     """
 
     def __init__(self, models: list[TFLiteModel], config: PipelineConfig) -> None:
@@ -87,8 +92,14 @@ class Pipeline:
             self.hop_frames = hop_frames_for(self.spec, config.hop_seconds)
         except ValueError as error:
             raise ConfigError(f"config key 'pipeline.hop_seconds': {error}") from None
+        if self.spec.sample_rate != SAMPLE_RATE:
+            raise ModelError(
+                f"{models[0].path}: models hear {self.spec.sample_rate} Hz; the speech detector "
+                f"needs {SAMPLE_RATE} Hz"
+            )
         self.extractor = FeatureExtractor(self.spec)
         self._streaming = StreamingFeatures(self.extractor)
+        self.detector = SpeechDetector(self.spec.window_seconds)
         self._samples_in = 0
         # Stream sample where frame 0 of the current run of continuous audio begins.
         self._origin = 0
@@ -96,9 +107,6 @@ class Pipeline:
         self._window_index = 0
         self.smoother = LabelSmoother(
             self.labels, config.smoothing, config.hysteresis, config.confidence_threshold
-        )
-        self._min_voiced_frames = (
-            config.min_speech_seconds * self.spec.sample_rate / self.spec.hop_length
         )
         self.windows = 0
         """Windows classified."""
@@ -120,17 +128,23 @@ class Pipeline:
         """
         samples = np.asarray(samples, np.float32)
         results: list[WindowResult] = []
-        pending: tuple[FrameFeatures, int, float] | None = None
+        pending: tuple[FrameFeatures, np.ndarray, int, float] | None = None
         position = 0
         while position < len(samples):
             take = min(len(samples) - position, self._boundary() - self._samples_in)
             self._streaming.push(samples[position : position + take])
+            self.detector.push(samples[position : position + take])
             position += take
             self._samples_in += take
             if self._samples_in < self._boundary():
                 continue
             window_captured_at = captured_at - (len(samples) - position) / self.spec.sample_rate
-            window = (self._streaming.window(), self._next_end_frame, window_captured_at)
+            window = (
+                self._streaming.window(),
+                self.detector.probabilities(*self._window_span(self._next_end_frame)),
+                self._next_end_frame,
+                window_captured_at,
+            )
             self._next_end_frame += self.hop_frames
             if newest_only:
                 if pending is not None:
@@ -150,6 +164,7 @@ class Pipeline:
         go on, so the next window ends one window length after the break.
         """
         self._streaming = StreamingFeatures(self.extractor)
+        self.detector.reset()
         self._origin = self._samples_in
         self._next_end_frame = self.spec.n_frames
         self.smoother.reset()
@@ -165,12 +180,26 @@ class Pipeline:
         padding = np.zeros(self._boundary() - self._samples_in, np.float32)
         return self.push(padding, captured_at + len(padding) / self.spec.sample_rate)
 
-    def _classify(self, window: FrameFeatures, end_frame: int, captured_at: float) -> WindowResult:
+    def _window_span(self, end_frame: int) -> tuple[int, int]:
+        """First and one-past-last sample of the window ending at ``end_frame``, counted from
+        the start of the current run of continuous audio."""
+        spec = self.spec
+        start = (end_frame - spec.n_frames) * spec.hop_length
+        return start, (end_frame - 1) * spec.hop_length + spec.n_fft
+
+    def _classify(
+        self,
+        window: FrameFeatures,
+        speech_probabilities: np.ndarray,
+        end_frame: int,
+        captured_at: float,
+    ) -> WindowResult:
         started = time.perf_counter()
         spec = self.spec
         level = window.mfcc_energy[:, -1]
-        voiced_frames = int(np.count_nonzero(level > self.config.speech_threshold_db))
-        speech = voiced_frames > 0 and voiced_frames >= self._min_voiced_frames
+        speech_frames = int(np.count_nonzero(speech_probabilities >= self.config.speech_threshold))
+        speech_seconds = speech_frames * FRAME_SAMPLES / spec.sample_rate
+        speech = speech_frames > 0 and speech_seconds >= self.config.min_speech_seconds
         outputs: dict[str, ModelOutput] = {}
         label: str | None = None
         confidence = 0.0
@@ -188,8 +217,7 @@ class Pipeline:
         else:
             # Each utterance is judged afresh, not biased by the one before the pause.
             self.smoother.reset()
-        start_sample = self._origin + (end_frame - spec.n_frames) * spec.hop_length
-        end_sample = self._origin + (end_frame - 1) * spec.hop_length + spec.n_fft
+        start_sample, end_sample = (self._origin + s for s in self._window_span(end_frame))
         result = WindowResult(
             index=self._window_index,
             start=start_sample / spec.sample_rate,
@@ -200,7 +228,8 @@ class Pipeline:
             confidence=confidence,
             models=outputs,
             level_db=float(level.max()),
-            voiced_seconds=voiced_frames * spec.hop_length / spec.sample_rate,
+            speech_seconds=speech_seconds,
+            speech_probability=float(speech_probabilities.max(initial=0.0)),
             inference_ms=(time.perf_counter() - started) * 1000.0,
         )
         self._window_index += 1

@@ -83,6 +83,8 @@ def emotion_message(
         "latency_ms": max(0.0, (published_at - result.captured_at) * 1000.0),
         "inference_ms": result.inference_ms,
         "level_db": result.level_db,
+        "speech_probability": result.speech_probability,
+        "speech_seconds": result.speech_seconds,
     }
 
 

@@ -66,6 +66,16 @@ def datasets() -> Path:
 
 
 @pytest.fixture(scope="session")
+def nonspeech() -> Path:
+    """Everyday non-speech recordings (``../shared/nonspeech`` or ``$EMOSTREAM_NONSPEECH``);
+    tests that need them skip (with the reason) on a fresh clone."""
+    root = Path(os.environ.get("EMOSTREAM_NONSPEECH", ROOT.parent / "shared" / "nonspeech"))
+    if not (root / "manifest.tsv").is_file():
+        unavailable(f"non-speech recordings not found in {root} (set EMOSTREAM_NONSPEECH)")
+    return root
+
+
+@pytest.fixture(scope="session")
 def test_clips() -> list[Path]:
     """Short real clips committed with the repository (see tests/data/README.md)."""
     return sorted(TEST_DATA.glob("*.wav"))

@@ -12,6 +12,7 @@ from streamer.bench import (
     Timing,
     report_rows,
     speech_audio,
+    time_detector,
     time_serve,
     time_streaming,
 )
@@ -29,6 +30,13 @@ def test_streaming_is_timed_once_per_hop_that_ran_both_models(models, test_clips
     timing = time_streaming(models, audio, 0.5)
     # 12 s gives 21 windows of 2 s every 0.5 s; the first is dropped as warm-up, pauses skip some.
     assert 10 <= timing.count <= 20
+    assert 0 < timing.median_ms <= timing.p99_ms < 1000
+
+
+def test_the_detector_is_timed_once_per_hop(models, test_clips):
+    audio = speech_audio(test_clips, models[0].metadata.features, 12.0)
+    timing = time_detector(audio, 0.5, 2.0)
+    assert timing.count == 23  # 24 hops, the first dropped as warm-up
     assert 0 < timing.median_ms <= timing.p99_ms < 1000
 
 
@@ -57,10 +65,14 @@ def test_serve_is_timed_with_the_defaults_whatever_the_users_config_says(
 
 def test_the_report_shows_each_goal_beside_its_figure():
     timing = Timing.of([0.001, 0.001, 0.002])
-    report = BenchReport(0.5, 1, timing, Timing.of([0.1, 0.1]), "stand-ins", 120.0, 1.2, 99.0, 0.7)
+    detector = Timing.of([0.0005])
+    report = BenchReport(
+        0.5, 1, timing, detector, Timing.of([0.1, 0.1]), "stand-ins", 120.0, 1.2, 99.0, 0.7
+    )
     assert report.speedup == pytest.approx(100)
     assert report.real_time_factor == pytest.approx(0.01)
     rows = {measure: (value, goal) for measure, value, goal in report_rows(report)}
     assert rows["peak RSS of serve"] == ("99 MiB", "<= 120 MB")
     assert any(goal == ">= 20x" and value == "100x" for value, goal in rows.values())
+    assert rows["of which the speech detector (Silero VAD), median"] == ("0.50 ms", "")
     assert np.isclose(timing.median_ms, 1.0)

@@ -171,7 +171,7 @@ def window(cnn: list[float] | None = None, lstm: list[float] | None = None) -> W
         for name, p in (("cnn", cnn), ("lstm", lstm))
         if p is not None
     }
-    return WindowResult(0, 0.0, 2.0, 2.0, bool(models), None, 0.0, models, -20.0, 1.0, 1.0)
+    return WindowResult(0, 0.0, 2.0, 2.0, bool(models), None, 0.0, models, -20.0, 1.0, 0.9, 1.0)
 
 
 def test_the_file_verdict_averages_speech_windows_then_models():

@@ -1,4 +1,5 @@
-"""The streaming pipeline gives the offline answer, whatever the block size, and gates silence."""
+"""The streaming pipeline gives the offline answer, whatever the block size, and hears speech,
+not loudness."""
 
 from __future__ import annotations
 
@@ -82,12 +83,20 @@ def test_silence_is_published_as_no_speech(models, speech):
     assert all(r.speech for r in results if r.end * rate <= len(speech) - 3 * rate)
 
 
-def test_quiet_room_noise_is_not_speech_but_the_same_noise_loud_is(models):
+@pytest.mark.parametrize("rms_db", [-65, -20])
+def test_noise_is_not_speech_however_loud(models, rms_db):
     noise = np.random.default_rng(1).normal(0, 1, 32000).astype(np.float32)
-    quiet = classify_clip(noise * 10 ** (-65 / 20), models)  # -65 dBFS RMS
-    loud = classify_clip(noise * 10 ** (-20 / 20), models)  # -20 dBFS RMS
-    assert [r.speech for r in quiet] == [False]
-    assert [r.speech for r in loud] == [True]
+    (result,) = classify_clip(noise * 10 ** (rms_db / 20), models)
+    assert not result.speech and result.label is None and result.models == {}
+    assert result.level_db == pytest.approx(rms_db, abs=1.0)
+
+
+@pytest.mark.parametrize("peak_db", [-10, -45])
+def test_a_quiet_voice_is_speech_like_a_loud_one(models, test_clips, peak_db):
+    audio = read_audio(test_clips[0], 16000)
+    results = classify_clip(audio * 10 ** (peak_db / 20) / np.abs(audio).max(), models)
+    assert all(r.speech for r in results) and all(r.models for r in results)
+    assert all(r.speech_seconds >= 0.5 and r.speech_probability > 0.9 for r in results)
 
 
 def test_each_model_reports_probabilities_that_sum_to_one(models, speech):

@@ -27,7 +27,8 @@ def window(index: int = 0, speech: bool = True) -> WindowResult:
         confidence=0.7 if speech else 0.0,
         models={"cnn": ModelOutput("angry", PROBABILITIES)} if speech else {},
         level_db=-20.0 if speech else -80.0,
-        voiced_seconds=1.5 if speech else 0.0,
+        speech_seconds=1.5 if speech else 0.0,
+        speech_probability=0.9 if speech else 0.0,
         inference_ms=0.4 if speech else 0.0,
     )
 
