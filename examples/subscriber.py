@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from streamer.client import DEFAULT_ADDRESS, Emotion, Quiet, Status, subscribe
+from streamer.client import Emotion, Quiet, Status, subscribe
+from streamer.wire import DEFAULT_ADDRESS
 
 
 def main() -> None:

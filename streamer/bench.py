@@ -250,11 +250,12 @@ def _peak_rss_kib(pid: int) -> int:
 def time_first_label(model_dir: Path, clip: Path, socket_dir: Path) -> float:
     """Seconds from starting ``serve --fast`` on ``clip`` to its first emotion message."""
     from streamer.client import Emotion, Subscriber
+    from streamer.wire import TOPIC_EMOTION
 
     address = f"ipc://{socket_dir / 'first.sock'}"
     command = [*_serve_command(socket_dir), "--source", str(clip), "--fast", "--bind", address]
     command += ["--models-dir", str(model_dir), "--wait-subscriber", "10"]
-    with Subscriber(address, topics=("emotion",), quiet_after=None) as subscriber:
+    with Subscriber(address, topics=(TOPIC_EMOTION,), quiet_after=None) as subscriber:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

@@ -31,29 +31,21 @@ from typing import Any
 import zmq
 
 from streamer.keys import KeyFileError, load_key_pair, load_public_key
+from streamer.wire import (
+    DEFAULT_ADDRESS,
+    SCHEMA_VERSION,
+    SOURCE_STATES,
+    TOPIC_EMOTION,
+    TOPIC_STATUS,
+    TOPICS,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_ADDRESS = "tcp://127.0.0.1:5556"
-SCHEMA_VERSION = 1
-TOPICS = ("emotion", "status")
-SOURCE_STATES = ("starting", "running", "lost", "ended")
 _POLL_SLICE_MS = 200
 """Longest single wait on the socket, so Ctrl-C is honoured promptly."""
 _RESTART_TOLERANCE_S = 1.0
 """Drift of a daemon's computed start time that is still the same run (clock steps, rounding)."""
-
-
-def connect_address(bind: str) -> str:
-    """Address a local subscriber connects to for a daemon bound to ``bind``.
-
-    A wildcard bind (``tcp://*:5556``, ``tcp://0.0.0.0:5556``) is reached on the loopback
-    address; anything else is connected to as given.
-    """
-    for wildcard in ("tcp://*:", "tcp://0.0.0.0:"):
-        if bind.startswith(wildcard):
-            return "tcp://127.0.0.1:" + bind[len(wildcard) :]
-    return bind
 
 
 class ClientError(Exception):
@@ -182,7 +174,7 @@ def parse_message(topic: bytes, payload: bytes) -> Emotion | Status:
     if name not in TOPICS or values.get("type") != name:
         raise MessageError(f"topic {name!r} with type {values.get('type')!r}")
     fields = _Fields(values)
-    if name == "emotion":
+    if name == TOPIC_EMOTION:
         window = fields.mapping("window")
         window_fields = _Fields(window, "window.")
         return Emotion(
@@ -416,18 +408,18 @@ class Subscriber:
         )
         if moved:
             _LOGGER.info("%s: the daemon restarted", self.address)
-            self._last_seq.pop("status", None)
+            self._last_seq.pop(TOPIC_STATUS, None)
             if not self._restart_unseen_by_status:
                 # The emotion seq seen so far belongs to the previous run.
-                self._restart_unseen_by_emotion = "emotion" in self._last_seq
-                self._last_seq.pop("emotion", None)
+                self._restart_unseen_by_emotion = TOPIC_EMOTION in self._last_seq
+                self._last_seq.pop(TOPIC_EMOTION, None)
         self._restart_unseen_by_status = False
-        marked = self._sequence("status", event)
+        marked = self._sequence(TOPIC_STATUS, event)
         return replace(marked, restarted=True) if moved else marked
 
     def _follow_emotion(self, event: Emotion) -> Emotion:
         """Marks gaps and restarts, each restart once whichever topic shows it first."""
-        marked = self._sequence("emotion", event)
+        marked = self._sequence(TOPIC_EMOTION, event)
         if self._restart_unseen_by_emotion:
             self._restart_unseen_by_emotion = False
             return replace(marked, restarted=True)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from streamer.shipped import DEFAULT_MODEL_DIR, MODEL_NAMES
+from streamer.wire import DEFAULT_ADDRESS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -141,7 +142,7 @@ class PublishConfig:
 
     section: ClassVar[str] = "publish"
 
-    bind: str = "tcp://127.0.0.1:5556"
+    bind: str = DEFAULT_ADDRESS
     """Address the PUB socket binds (tcp:// or ipc://); loopback unless widened on purpose."""
     send_hwm: int = 100
     """Messages queued per subscriber; beyond it a slow subscriber loses messages, capture never

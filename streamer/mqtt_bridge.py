@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from streamer import __version__
-from streamer.client import Emotion, Status, Subscriber, connect_address
+from streamer.client import Emotion, Status, Subscriber
 from streamer.config import Config
 from streamer.mqtt import NO_LABEL, OFFLINE, ONLINE, BrokerLink, Topics
+from streamer.wire import connect_address
 
 _LOGGER = logging.getLogger(__name__)
 

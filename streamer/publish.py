@@ -1,21 +1,18 @@
 """Publishing results over ZeroMQ: the message schema, sequence numbers and status messages.
 
-The only module that touches zmq. Every message is two frames, ``[topic, json]``, with topic
-``emotion`` (one per window) or ``status`` (every few seconds and on source state changes). The
-schema is ``streamer/schema/message.schema.json`` and ``docs/messages.md``. Sends never block:
+The only module that publishes over zmq. The protocol's names (schema version, topics, states)
+come from ``streamer.wire``, which the subscriber side imports as well. Sends never block:
 a subscriber that cannot keep up loses messages beyond the send high-water mark, and sees the
 gap in ``seq``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
 import socket
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +21,10 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from streamer.keys import KeyFileError, authorised_keys, load_key_pair
 from streamer.pipeline import WindowResult
+from streamer.wire import SCHEMA_VERSION, TOPIC_EMOTION, TOPIC_STATUS, is_loopback
 
 _LOGGER = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-TOPIC_EMOTION = b"emotion"
-TOPIC_STATUS = b"status"
 # Long enough to hand queued messages to connected peers, short enough to exit within 1 s.
 _LINGER_MS = 300
 
@@ -38,36 +33,13 @@ class PublishError(Exception):
     """The socket cannot be bound or secured; the message names the address or key file."""
 
 
-def is_loopback(bind: str) -> bool:
-    """Whether only this machine can reach ``bind``: ipc://, or tcp:// on a loopback host.
-
-    Wildcards (``tcp://*:5556``, ``0.0.0.0``), interface names other than ``lo`` and other
-    addresses are reachable from the network.
-    """
-    if bind.startswith("ipc://"):
-        return True
-    host = bind.removeprefix("tcp://").rpartition(":")[0].strip("[]")
-    if host in ("localhost", "lo"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def message_schema() -> dict[str, Any]:
-    """The JSON Schema every published message satisfies."""
-    text = resources.files("streamer").joinpath("schema/message.schema.json").read_text()
-    return json.loads(text)
-
-
 def emotion_message(
     result: WindowResult, seq: int, published_at: float, device: str
 ) -> dict[str, Any]:
     """The ``emotion`` message for one window result of ``device``."""
     return {
         "schema": SCHEMA_VERSION,
-        "type": "emotion",
+        "type": TOPIC_EMOTION,
         "device": device,
         "seq": seq,
         "captured_at": result.captured_at,
@@ -105,7 +77,7 @@ def status_message(
     """The ``status`` message: health of the daemon of ``device`` since it started."""
     return {
         "schema": SCHEMA_VERSION,
-        "type": "status",
+        "type": TOPIC_STATUS,
         "device": device,
         "seq": seq,
         "published_at": published_at,
@@ -239,13 +211,13 @@ class Publisher:
         while self._socket.poll(0):
             self._socket.recv()
 
-    def _send(self, topic: bytes, message: dict[str, Any]) -> None:
+    def _send(self, topic: str, message: dict[str, Any]) -> None:
         payload = json.dumps(message, separators=(",", ":")).encode("utf-8")
         try:
-            self._socket.send_multipart([topic, payload], flags=zmq.NOBLOCK)
+            self._socket.send_multipart([topic.encode("ascii"), payload], flags=zmq.NOBLOCK)
         except zmq.Again:
             # Not expected (at the high-water mark XPUB drops silently), and never worth a stall.
-            _LOGGER.debug("%s message dropped: socket busy", topic.decode())
+            _LOGGER.debug("%s message dropped: socket busy", topic)
         self._seq[topic] += 1
 
     def publish_emotion(self, result: WindowResult) -> dict[str, Any]:

@@ -24,11 +24,10 @@ from streamer.client import (
     Quiet,
     Status,
     Subscriber,
-    connect_address,
     parse_message,
 )
 from streamer.models import load_models
-from streamer.publish import message_schema
+from streamer.wire import connect_address, message_schema
 
 
 def emotion_message(seq: int, label: str | None = "anger", speech: bool = True) -> dict:

@@ -19,7 +19,7 @@ from daemon_support import ROOT, emostream_command, ipc_address, serve, shipped_
 from test_monitor import tmux  # noqa: F401 (the tmux fixture)
 
 from streamer.fleet import FleetState
-from streamer.publish import message_schema
+from streamer.wire import message_schema
 
 CLIP = ROOT / "tests" / "data" / "03a01Wa.wav"
 HOP_SECONDS = 0.5

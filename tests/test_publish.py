@@ -11,7 +11,8 @@ import zmq
 from daemon_support import ipc_address, receive, subscribe
 
 from streamer.pipeline import ModelOutput, WindowResult
-from streamer.publish import Publisher, PublishError, format_echo, message_schema
+from streamer.publish import Publisher, PublishError, format_echo
+from streamer.wire import message_schema
 
 PROBABILITIES = {"angry": 0.7, "neutral": 0.2, "sad": 0.1}
 

@@ -22,7 +22,8 @@ from test_monitor import monitor_command, tmux  # noqa: F401 (the tmux fixture)
 from streamer.client import ClientError, Emotion, Status, Subscriber
 from streamer.config import Config
 from streamer.keys import KeyFileError, generate_key_pair, load_key_pair, load_public_key
-from streamer.publish import Publisher, PublishError, is_loopback
+from streamer.publish import Publisher, PublishError
+from streamer.wire import is_loopback
 
 CLIP = ROOT / "tests" / "data" / "03a01Wa.wav"
 

@@ -25,7 +25,7 @@ from daemon_support import (
 from streamer.audio import read_audio
 from streamer.models import load_models
 from streamer.pipeline import classify_clip
-from streamer.publish import message_schema
+from streamer.wire import message_schema
 
 
 def serve_command() -> list[str]:

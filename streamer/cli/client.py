@@ -50,8 +50,9 @@ def monitor(
     device that bridges to it.
     """
     # Imported here so that the monitor starts without loading the audio and model stack.
-    from streamer.client import ClientError, connect_address
+    from streamer.client import ClientError
     from streamer.monitor import run_monitor
+    from streamer.wire import connect_address
 
     if address is not None and address.startswith(("mqtt://", "mqtts://")):
         _fleet_monitor(address, config_path)
