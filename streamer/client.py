@@ -97,6 +97,11 @@ class Emotion:
     status message in between showed a new start time)."""
     device: str | None = None
     """Name of the daemon's device (``[publish] device``); None from a daemon older than it."""
+    level_db: float | None = None
+    """Loudest frame RMS level in the window (dBFS); None from a daemon older than the field."""
+    speech_probability: float | None = None
+    """The voice-activity detector's highest frame probability of speech in the window (0..1);
+    None from a daemon older than the field."""
     payload: bytes = field(default=b"", repr=False, compare=False)
     """The JSON frame as received, for passing the message on unchanged (the MQTT bridge)."""
 
@@ -192,6 +197,8 @@ def parse_message(topic: bytes, payload: bytes) -> Emotion | Status:
             },
             latency_ms=fields.number("latency_ms"),
             device=fields.optional_text("device", required=False),
+            level_db=fields.optional_number("level_db"),
+            speech_probability=fields.optional_number("speech_probability"),
             payload=payload,
         )
     source = _Fields(fields.mapping("source"), "source.")
@@ -254,6 +261,10 @@ class _Fields:
 
     def number(self, key: str) -> float:
         return float(self._get(key, "a number", _is_number))
+
+    def optional_number(self, key: str) -> float | None:
+        """The number at ``key``, None when the field is absent (added after schema 1 began)."""
+        return None if key not in self._values else self.number(key)
 
     def integer(self, key: str) -> int:
         return self._get(

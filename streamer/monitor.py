@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
@@ -21,10 +21,16 @@ from rich.text import Text
 
 from streamer.client import Emotion, Event, ModelOutput, Quiet, Status, Subscriber
 
-TIMELINE_LENGTH = 60
-"""Windows shown in the timeline (30 s at the default 0.5 s hop)."""
+TIMELINE_HISTORY = 1000
+"""Windows remembered for the timeline, which shows as many as the terminal is wide."""
+PANEL_MARGIN = 4
+"""Columns the panel's borders and padding take from the terminal's width."""
 BAR_WIDTH = 24
 """Characters of a full probability bar."""
+METER_WIDTH = 40
+"""Characters of the input level meter, which spans METER_FLOOR_DB to 0 dBFS."""
+METER_FLOOR_DB = -80.0
+"""Level at the meter's left end: digital silence in the daemon's features."""
 SILENCE_MARK = "·"
 UNSURE = "(unsure)"
 """Timeline entry for speech whose label fell below the daemon's confidence threshold."""
@@ -66,7 +72,7 @@ class MonitorState:
     """Model outputs of the newest window that had them (the daemon runs no model on silence)."""
     status: Status | None = None
     """Newest status message."""
-    timeline: deque[str | None] = field(default_factory=lambda: deque(maxlen=TIMELINE_LENGTH))
+    timeline: deque[str | None] = field(default_factory=lambda: deque(maxlen=TIMELINE_HISTORY))
     """Labels of recent windows, oldest first; None for silence, UNSURE for unsure speech."""
     labels: list[str] = field(default_factory=list)
     """Every label seen so far, in the order the models report them."""
@@ -116,16 +122,22 @@ class MonitorState:
         return self.last_message_at is not None and self.quiet_for(now) < self.stale_after
 
 
-def abbreviations(labels: list[str]) -> dict[str, str]:
-    """Shortest prefix (capitalised) that tells each label apart from the others."""
-    result = {}
+def timeline_marks(labels: list[str]) -> dict[str, str]:
+    """One character per label, different for every label, so a window takes one column.
+
+    Each label takes its first letter in lower case, else in upper case (``sad`` gets ``s``, a
+    later ``surprised`` ``S``), else the next letter of its name that is free, else a digit.
+    """
+    marks: dict[str, str] = {}
+    taken = {SILENCE_MARK, UNSURE_MARK}
     for label in labels:
-        others = [other for other in labels if other != label]
-        length = 1
-        while length < len(label) and any(o.startswith(label[:length]) for o in others):
-            length += 1
-        result[label] = label[:length].capitalize()
-    return result
+        letters = [
+            c for letter in label if letter.isalpha() for c in (letter.lower(), letter.upper())
+        ]
+        mark = next(c for c in [*letters, *"0123456789", *"#%&*+="] if c not in taken)
+        marks[label] = mark
+        taken.add(mark)
+    return marks
 
 
 def _colour(label: str | None) -> str:
@@ -185,21 +197,42 @@ def _bars(state: MonitorState) -> Table:
     return table
 
 
-def _timeline(state: MonitorState) -> Group:
-    short = abbreviations(state.labels)
-    width = max((len(s) for s in short.values()), default=1)
+def _meter(emotion: Emotion) -> Text:
+    """The input level as a bar, and whether the detector hears speech."""
+    line = Text("input ")
+    if emotion.level_db is None:
+        line.append("(level not reported by this daemon)", style="grey50")
+    else:
+        fraction = (emotion.level_db - METER_FLOOR_DB) / -METER_FLOOR_DB
+        filled = round(max(0.0, min(1.0, fraction)) * METER_WIDTH)
+        line.append("█" * filled, style="green")
+        line.append("░" * (METER_WIDTH - filled), style="grey37")
+        line.append(f" {emotion.level_db:6.1f} dBFS")
+    line.append("   voice ")
+    if emotion.speech:
+        line.append("● speech", style="bold green")
+    else:
+        line.append("○ no speech", style="grey50")
+    if emotion.speech_probability is not None:
+        line.append(f" (detector {emotion.speech_probability * 100:.0f}%)")
+    return line
+
+
+def _timeline(state: MonitorState, width: int) -> Group:
+    marks = timeline_marks(state.labels)
+    shown = list(state.timeline)[-max(1, width) :]
     line = Text()
-    for label in state.timeline:
+    for label in shown:
         if label is None:
-            line.append(SILENCE_MARK.ljust(width), style="grey50")
+            line.append(SILENCE_MARK, style="grey50")
         elif label == UNSURE:
-            line.append(UNSURE_MARK.ljust(width))
+            line.append(UNSURE_MARK)
         else:
-            line.append(short.get(label, "?").ljust(width), style=_colour(label))
-    legend = Text(f"{SILENCE_MARK} silence  {UNSURE_MARK} unsure", style="grey50")
-    for label, abbreviation in short.items():
-        legend.append(f"  {abbreviation} {label}", style=_colour(label))
-    title = Text(f"timeline: last {len(state.timeline)} windows, newest right", style="bold")
+            line.append(marks.get(label, UNSURE_MARK), style=_colour(label))
+    legend = Text(f"{SILENCE_MARK} no speech  {UNSURE_MARK} unsure", style="grey50")
+    for label, mark in marks.items():
+        legend.append(f"  {mark} {label}", style=_colour(label))
+    title = Text(f"timeline: last {len(shown)} windows, newest right", style="bold")
     return Group(title, line, legend)
 
 
@@ -236,14 +269,17 @@ def _daemon(state: MonitorState, now: float) -> Group:
     return Group(*lines)
 
 
-def render(state: MonitorState, now: float | None = None) -> RenderableType:
-    """The whole screen for ``state``; ``now`` is monotonic time (for tests)."""
+def render(state: MonitorState, now: float | None = None, width: int = 80) -> RenderableType:
+    """The whole screen for ``state`` on a terminal ``width`` columns wide; ``now`` is
+    monotonic time (for tests)."""
     now = time.monotonic() if now is None else now
     parts: list[RenderableType] = [_headline(state, now)]
+    if state.emotion is not None and state.publishing(now):
+        parts.append(_meter(state.emotion))
     if state.bars:
         parts += [Text(), _bars(state)]
     if state.emotion is not None:
-        parts += [Text(), _timeline(state)]
+        parts += [Text(), _timeline(state, width - PANEL_MARGIN)]
     parts += [Text(), _daemon(state, now)]
     return Panel(
         Group(*parts),
@@ -269,10 +305,11 @@ def run_monitor(
     """
     state = MonitorState(address, stale_after=stale_after)
     lock = threading.Lock()
+    console = Console()
 
     def current_screen() -> RenderableType:
         with lock:
-            return render(state)
+            return render(state, width=console.width)
 
     with (
         Subscriber(
@@ -282,6 +319,7 @@ def run_monitor(
             curve_server_key=curve_server_key,
         ) as subscriber,
         Live(
+            console=console,
             get_renderable=current_screen,
             refresh_per_second=4,
             screen=True,

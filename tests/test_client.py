@@ -52,6 +52,8 @@ def emotion_message(seq: int, label: str | None = "anger", speech: bool = True) 
         if speech
         else {},
         "latency_ms": 48.5,
+        "level_db": -23.0 if speech else -70.0,
+        "speech_probability": 0.97 if speech else 0.02,
     }
 
 

@@ -24,7 +24,7 @@ from test_client import emotion_message, status_message
 
 from streamer.audio import read_audio
 from streamer.client import Emotion, parse_message
-from streamer.monitor import MonitorState, abbreviations, render
+from streamer.monitor import MonitorState, render, timeline_marks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,9 +36,9 @@ def emotion_event(seq: int, label: str | None, **changes) -> Emotion:
     return Emotion(**{**event.__dict__, **changes})
 
 
-def screen_text(state: MonitorState, now: float) -> str:
-    console = Console(width=110, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
-    console.print(render(state, now))
+def screen_text(state: MonitorState, now: float, width: int = 110) -> str:
+    console = Console(width=width, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(render(state, now, width))
     return console.export_text()
 
 
@@ -62,7 +62,7 @@ def test_silence_keeps_the_last_speech_bars_and_unsure_speech_is_marked():
     screen = screen_text(state, 3.5)
     assert "UNSURE  (leading label 30%)" in screen
     assert "cnn → anger" in screen
-    assert _line_with(screen, "timeline") and "A·?" in screen
+    assert _line_with(screen, "timeline") and "a·?" in screen
     state.update(emotion_event(4, None, models={}), now=4.0)
     screen = screen_text(state, 4.5)
     assert "silence" in screen and "last speech" in screen and "80%" in screen
@@ -76,9 +76,41 @@ def test_the_screen_says_when_data_is_stale():
     assert "No messages for 4 s" in screen_text(state, 14.0)
 
 
-def test_abbreviations_tell_every_label_apart():
-    short = abbreviations(["anger", "sadness", "surprise", "neutral", "fear"])
-    assert short == {"anger": "A", "sadness": "Sa", "surprise": "Su", "neutral": "N", "fear": "F"}
+def test_every_label_gets_its_own_single_character_in_the_timeline():
+    labels = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+    marks = timeline_marks(labels)
+    assert marks == {
+        "neutral": "n", "happy": "h", "sad": "s", "angry": "a", "fearful": "f", "disgust": "d",
+        "surprised": "S",
+    }  # fmt: skip
+    crowded = timeline_marks(["sad", "Sadness", "sadder", "s"])
+    assert all(len(mark) == 1 for mark in crowded.values())
+    assert len(set(crowded.values())) == 4 and not {"·", "?"} & set(crowded.values())
+
+
+@pytest.mark.parametrize("width", [60, 120, 200])
+def test_the_timeline_fills_the_terminal_width_without_wrapping(width):
+    state = MonitorState("tcp://127.0.0.1:1")
+    for seq in range(300):
+        state.update(emotion_event(seq, "anger" if seq % 3 else None), now=1.0)
+    state.update(emotion_event(300, "neutral"), now=1.0)
+    screen = screen_text(state, 1.5, width)
+    lines = screen.splitlines()
+    assert all(len(line) <= width for line in lines)
+    timeline = lines[lines.index(_line_with(screen, "timeline")) + 1].strip("│ ")
+    assert len(timeline) == width - 4 and timeline.endswith("a·aan")
+    assert f"last {width - 4} windows" in screen
+
+
+def test_the_screen_shows_the_input_level_and_whether_the_detector_hears_speech():
+    state = MonitorState("tcp://127.0.0.1:1")
+    state.update(emotion_event(1, "anger"), now=1.0)  # level -23 dBFS, detector 97 %
+    meter = _line_with(screen_text(state, 1.5), "input")
+    assert meter.count("█") == round((80 - 23) / 80 * 40)
+    assert "-23.0 dBFS" in meter and "● speech (detector 97%)" in meter
+    state.update(emotion_event(2, None), now=2.0)
+    meter = _line_with(screen_text(state, 2.5), "input")
+    assert "-70.0 dBFS" in meter and "○ no speech (detector 2%)" in meter
 
 
 class Tmux:
@@ -201,7 +233,7 @@ def test_monitor_shows_label_bars_timeline_gaps_and_status(tmux):
     assert bar_line.count("█") == 19 + 17  # 80 % and 70 % of 24 characters
     assert "80%" in bar_line and "70%" in bar_line
     timeline = screen.splitlines()[screen.splitlines().index(_line_with(screen, "timeline")) + 1]
-    assert timeline.strip("│ ").startswith("AAAA")
+    assert timeline.strip("│ ").startswith("aaaa")
     assert "daemon: running · tests/data/03a01Wa.wav" in screen
     assert "p50 9.5 ms, p99 21.0 ms" in screen
 
