@@ -3,7 +3,8 @@
 Each file runs through ``streamer.pipeline.classify_clip``, the code the daemon streams with, so
 a file's per-window labels are those the daemon would publish for the same audio. The per-file
 verdict averages each model's probabilities over the windows that hold speech, then averages
-the models, as the daemon combines them per window.
+the models, as the daemon combines them per window, and withholds the label below the daemon's
+confidence threshold, as the daemon does.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from streamer.pipeline import WindowResult, classify_clip
 
 _LOGGER = logging.getLogger(__name__)
 
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64"}
+)
+"""File name endings (any case) ``classify DIR`` takes as audio: formats libsndfile reads."""
+
 
 @dataclass(frozen=True)
 class FileResult:
@@ -38,9 +44,11 @@ class FileResult:
     duration_s: float
     """Length of the audio (seconds)."""
     label: str | None
-    """Label with the highest mean probability over speech windows; None without speech."""
+    """Label with the highest mean probability over speech windows; None without speech or
+    when that probability is below the confidence threshold (unsure)."""
     confidence: float
-    """Mean combined probability of ``label`` over speech windows (0 without speech)."""
+    """Mean combined probability over speech windows of ``label`` (of the leading label when
+    unsure; 0 without speech)."""
     models: dict[str, dict[str, float]]
     """Per model, each label's mean probability over speech windows (empty without speech)."""
     windows: list[WindowResult]
@@ -98,10 +106,12 @@ def classify_file(path: Path, models: list[TFLiteModel], config: PipelineConfig)
     spec = models[0].metadata.features
     audio = read_audio(path, spec.sample_rate)
     windows = classify_clip(audio, models, config.hop_seconds, config)
-    return summarise(path, len(audio) / spec.sample_rate, windows)
+    return summarise(path, len(audio) / spec.sample_rate, windows, config.confidence_threshold)
 
 
-def summarise(path: Path, duration_s: float, windows: list[WindowResult]) -> FileResult:
+def summarise(
+    path: Path, duration_s: float, windows: list[WindowResult], confidence_threshold: float
+) -> FileResult:
     """The per-file verdict from the window results (see the module docstring)."""
     speech = [window for window in windows if window.speech and window.models]
     if not speech:
@@ -116,8 +126,30 @@ def summarise(path: Path, duration_s: float, windows: list[WindowResult]) -> Fil
         for name in names
     }
     combined = {label: float(np.mean([means[name][label] for name in names])) for label in labels}
-    label = max(combined, key=combined.__getitem__)
-    return FileResult(path, duration_s, label, combined[label], means, windows)
+    leader = max(combined, key=combined.__getitem__)
+    label = leader if combined[leader] >= confidence_threshold else None
+    return FileResult(path, duration_s, label, combined[leader], means, windows)
+
+
+def audio_files(paths: list[Path]) -> list[Path]:
+    """``paths`` with each directory replaced by the audio files under it (sorted, recursively).
+
+    An audio file is one ending in AUDIO_EXTENSIONS; other files in a directory (notes,
+    transcripts) are left alone. A directory holding none is an AudioError naming it. Files
+    named directly are kept, whatever their extension.
+    """
+    found: list[Path] = []
+    for path in paths:
+        if not Path(path).is_dir():
+            found.append(path)
+            continue
+        inside = sorted(
+            p for p in Path(path).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+        )
+        if not inside:
+            raise AudioError(f"{path}: no audio files in this directory")
+        found += inside
+    return found
 
 
 def classify_files(
@@ -207,7 +239,7 @@ def table(results: list[FileResult], per_window: bool) -> Table:
         view.add_row(
             str(result.file),
             f"{result.speech_windows}/{len(result.windows)}" if not per_window else "all",
-            result.label or "(no speech)",
+            result.label or ("(unsure)" if result.speech_windows else "(no speech)"),
             f"{result.confidence:.0%}",
             *(
                 f"{result.model_label(name)} {max(result.models[name].values()):.0%}"

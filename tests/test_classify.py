@@ -61,7 +61,6 @@ def test_json_gives_one_object_per_file_with_label_confidence_and_each_model(mod
     for verdict in objects:
         assert set(verdict["models"]) == {"cnn", "lstm"}
         labels = set(verdict["models"]["cnn"]["probabilities"])
-        assert verdict["label"] in labels
         for output in verdict["models"].values():
             assert sum(output["probabilities"].values()) == pytest.approx(1.0, abs=0.02)
             assert output["label"] == max(output["probabilities"], key=output["probabilities"].get)
@@ -69,8 +68,10 @@ def test_json_gives_one_object_per_file_with_label_confidence_and_each_model(mod
             label: np.mean([o["probabilities"][label] for o in verdict["models"].values()])
             for label in labels
         }
-        assert verdict["label"] == max(mean, key=mean.get)
-        assert verdict["confidence"] == pytest.approx(mean[verdict["label"]], abs=1e-3)
+        leader = max(mean, key=mean.get)
+        # Below the daemon's confidence threshold (0.35 by default) the file is unsure.
+        assert verdict["label"] == (leader if mean[leader] >= 0.35 else None)
+        assert verdict["confidence"] == pytest.approx(mean[leader], abs=1e-3)
         # A 2 s clip is one window of 99 frames: 0 to 1.992 s.
         assert [(w["start"], w["end"]) for w in verdict["windows"]] == [(0.0, 1.992)]
 
@@ -180,7 +181,7 @@ def test_the_file_verdict_averages_speech_windows_then_models():
         window(),
         window([0.3, 0.7], [0.2, 0.8]),
     ]
-    result = summarise(Path("x.wav"), 3.0, windows)
+    result = summarise(Path("x.wav"), 3.0, windows, confidence_threshold=0.35)
     assert result.models["cnn"] == pytest.approx({"anger": 0.6, "neutral": 0.4})
     assert result.models["lstm"] == pytest.approx({"anger": 0.4, "neutral": 0.6})
     assert (result.label, result.confidence) == ("anger", pytest.approx(0.5))
@@ -188,5 +189,51 @@ def test_the_file_verdict_averages_speech_windows_then_models():
 
 
 def test_a_file_without_speech_has_no_label():
-    result = summarise(Path("quiet.wav"), 2.0, [window()])
+    result = summarise(Path("quiet.wav"), 2.0, [window()], confidence_threshold=0.35)
     assert (result.label, result.confidence, result.models) == (None, 0.0, {})
+
+
+def test_a_file_whose_mean_is_below_the_daemons_confidence_threshold_is_unsure():
+    windows = [window([0.3, 0.7], [0.6, 0.4]), window([0.6, 0.4], [0.3, 0.7])]
+    unsure = summarise(Path("x.wav"), 2.5, windows, confidence_threshold=0.6)
+    assert (unsure.label, unsure.confidence) == (None, pytest.approx(0.55))
+    assert unsure.models["cnn"] == pytest.approx({"anger": 0.45, "neutral": 0.55})
+    sure = summarise(Path("x.wav"), 2.5, windows, confidence_threshold=0.55)
+    assert sure.label == "neutral"
+
+
+def test_the_table_says_unsure_for_a_file_below_the_threshold(model_dir, test_clips):
+    result = classify(
+        "--models-dir", str(model_dir), "--confidence-threshold", "0.99", str(test_clips[0])
+    )
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if test_clips[0].name in line)
+    assert "(unsure)" in line
+    (verdict,) = (
+        json.loads(line)
+        for line in classify(
+            "--json", "--models-dir", str(model_dir), "--confidence-threshold", "0.99",
+            str(test_clips[0]),
+        ).stdout.splitlines()
+    )  # fmt: skip
+    assert verdict["label"] is None and 0 < verdict["confidence"] < 0.99
+
+
+def test_a_directory_stands_for_the_audio_files_under_it(model_dir, test_clips, tmp_path):
+    (tmp_path / "b").mkdir()
+    copies = [tmp_path / "a.wav", tmp_path / "b" / "c.FLAC"]
+    for clip, copy in zip(test_clips, copies, strict=False):
+        sf.write(copy, read_audio(clip, 16000), 16000)
+    (tmp_path / "notes.txt").write_text("not audio")
+    result = classify("--json", "--models-dir", str(model_dir), str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["file"] for line in result.stdout.splitlines()] == list(
+        map(str, copies)
+    )
+
+
+def test_a_directory_without_audio_is_a_one_line_error_naming_it(model_dir, tmp_path):
+    (tmp_path / "notes.txt").write_text("not audio")
+    result = classify("--models-dir", str(model_dir), str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: {tmp_path}: no audio files in this directory"

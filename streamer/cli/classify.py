@@ -27,9 +27,17 @@ def classify(
 ) -> None:
     """Label audio FILES offline, per file and per window, with the daemon's pipeline.
 
-    Unreadable files are named on standard error and skipped; the exit status is then 1.
+    A directory stands for the audio files under it. Unreadable files are named on standard
+    error and skipped; the exit status is then 1.
     """
-    from streamer.classify import classify_files, csv_rows, json_line, probability_columns
+    from streamer.audio import AudioError
+    from streamer.classify import (
+        audio_files,
+        classify_files,
+        csv_rows,
+        json_line,
+        probability_columns,
+    )
     from streamer.cli.output import print_classified
     from streamer.config import ConfigError
     from streamer.models import ModelError, load_models
@@ -40,8 +48,9 @@ def classify(
     results = []
     skipped = []
     try:
+        paths = audio_files(list(files))
         loaded = load_models(pipeline.model_dir, pipeline.models)
-        for outcome in classify_files(list(files), loaded, pipeline):
+        for outcome in classify_files(paths, loaded, pipeline):
             if isinstance(outcome, Exception):
                 click.echo(f"skipped {outcome}", err=True)
                 skipped.append(outcome)
@@ -49,11 +58,11 @@ def classify(
             if as_json:
                 click.echo(json_line(outcome))
             results.append(outcome)
-    except (ConfigError, ModelError) as error:
+    except (AudioError, ConfigError, ModelError) as error:
         raise click.ClickException(str(error)) from None
     if as_csv:
         click.echo(csv_rows(results, probability_columns(loaded), windows), nl=False)
     elif not as_json and results:
         print_classified(results, windows)
     if skipped:
-        raise click.ClickException(f"{len(skipped)} of {len(files)} files skipped (unreadable)")
+        raise click.ClickException(f"{len(skipped)} of {len(paths)} files skipped (unreadable)")
