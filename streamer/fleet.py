@@ -98,8 +98,12 @@ def render(state: FleetState, title: str, now: float | None = None) -> Renderabl
     for column in ("device", "", "emotion", "confidence", "speech", "last seen", "missed"):
         table.add_column(column, justify="right" if column in ("confidence", "missed") else "left")
     for row in rows:
-        availability = {True: Text("online", "green"), False: Text("offline", "bold red")}
+        if row.online is None:
+            availability = Text("?")
+        else:
+            availability = Text("online", "green") if row.online else Text("offline", "bold red")
         emotion = row.emotion
+        cells: list[RenderableType]
         if emotion is None or row.last_seen is None:
             cells = ["—", "", "", "never"]
         else:
@@ -110,7 +114,7 @@ def render(state: FleetState, title: str, now: float | None = None) -> Renderabl
                 "speech" if emotion.speech else "silence",
                 f"{now - row.last_seen:.1f} s ago",
             ]
-        table.add_row(row.name, availability.get(row.online, Text("?")), *cells, str(row.missed))
+        table.add_row(row.name, availability, *cells, str(row.missed))
     return table
 
 

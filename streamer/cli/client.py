@@ -100,7 +100,7 @@ def _fleet_monitor(broker: str, config_path: Path | None) -> None:
 @settings_options("mqtt", "publish.device")
 def mqtt(address: str | None, settings: EffectiveConfig) -> None:
     """Publish the stream of the daemon at ADDRESS to an MQTT broker, with Home Assistant
-    discovery; the other settings are [mqtt] in the config file.
+    discovery; each flag is also a key of [mqtt] in the config file (--device: [publish]).
 
     ADDRESS defaults to where the configuration makes the daemon publish. SIGTERM or Ctrl-C
     publishes "offline" and stops.
