@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
-from daemon_support import shipped_model_dir
+from daemon_support import ROOT, shipped_model_dir
 
 from streamer.bench import (
     BenchReport,
@@ -76,3 +80,39 @@ def test_the_report_shows_each_goal_beside_its_figure():
     assert any(goal == ">= 20x" and value == "100x" for value, goal in rows.values())
     assert rows["of which the speech detector (Silero VAD), median"] == ("0.50 ms", "")
     assert np.isclose(timing.median_ms, 1.0)
+
+
+def test_without_the_training_packages_the_streaming_path_is_still_measured(test_clips):
+    """A Raspberry Pi install has no [train] extra: bench times what runs there, and says
+    what the naive comparison needs instead of refusing."""
+    program = (
+        "import sys\n"
+        "for name in ('tensorflow', 'keras', 'librosa'):\n"
+        "    sys.modules[name] = None  # as if not installed: import and find_spec fail\n"
+        "from streamer.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    command = [sys.executable, "-c", program, "bench", "--seconds", "10", "--json"]
+    result = subprocess.run(
+        [*command, *map(str, test_clips)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["naive"] is None and report["speedup"] is None
+    assert "pip install 'emostream[train]'" in report["naive_models"]
+    assert "tensorflow" in report["naive_models"]
+    assert 0 < report["streaming"]["median_ms"] <= report["streaming"]["p99_ms"]
+    assert report["streaming"]["count"] >= 10
+    assert 0 < report["serve_seconds"] < 60 and report["audio_seconds"] == 10
+    assert 30 < report["peak_rss_mb"] < 1000
+    assert 0 < report["first_label_seconds"] < 30
+
+
+def test_the_report_without_the_naive_path_says_it_needs_the_train_extra():
+    fast = Timing.of([0.001])
+    report = BenchReport(0.5, 1, fast, fast, None, "not measured", 120.0, 1.2, 99.0, 0.7)
+    assert report.speedup is None
+    rows = {measure: (value, goal) for measure, value, goal in report_rows(report)}
+    assert rows["speed-up over the naive path (medians)"] == ("needs the [train] extra", ">= 20x")
+    assert rows["peak RSS of serve"] == ("99 MiB", "<= 120 MB")
+    assert rows["first label after start (serve --fast)"] == ("0.70 s", "<= 1.5 s")

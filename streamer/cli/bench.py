@@ -35,9 +35,10 @@ import click
 def bench(
     clips: tuple[Path, ...], models_dir: Path | None, seconds: float, naive_hops: int, as_json: bool
 ) -> None:
-    """Time the daemon per hop on one core, against librosa + Keras predict (needs TensorFlow).
+    """Time the daemon per hop on one core, against librosa + Keras predict.
 
-    CLIPS are speech files, repeated to --seconds (in a checkout: tests/data/*.wav).
+    CLIPS are speech files, repeated to --seconds (in a checkout: tests/data/*.wav). Without
+    the [train] extra (TensorFlow, librosa) the naive path is left out and said so.
     """
     from streamer.audio import AudioError
     from streamer.bench import report_json, run_bench

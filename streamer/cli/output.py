@@ -54,6 +54,7 @@ def print_classified(results: list[FileResult], per_window: bool) -> None:
 def print_bench(report: BenchReport) -> None:
     """The bench figures as a table, goals beside them."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from streamer.bench import report_rows
@@ -62,6 +63,6 @@ def print_bench(report: BenchReport) -> None:
     for column in ("measure", "value", "goal"):
         table.add_column(column)
     for row in report_rows(report):
-        table.add_row(*row)
+        table.add_row(*map(escape, row))  # "[train]" is text, not rich markup
     Console().print(table)
     click.echo(f"naive path models: {report.naive_models}")
