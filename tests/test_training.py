@@ -32,25 +32,22 @@ def private_feature_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
-def test_train_exports_int8_models_that_the_daemon_loader_accepts(datasets, tmp_path, test_clips):
+def test_train_exports_int8_models_that_the_daemon_loader_accepts(
+    datasets, tmp_path, test_clips, monkeypatch
+):
+    """Without --out, into the user's data folder: the shipped, tracked models stay as they are."""
+    shipped = {path: path.read_bytes() for path in (ROOT / "models").iterdir()}
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     result = CliRunner().invoke(
         main,
-        [
-            "train",
-            "--corpus",
-            "emodb",
-            "--data",
-            str(datasets),
-            "--out",
-            str(tmp_path),
-            "--epochs",
-            "2",
-            "--per-speaker",
-            "4",
-        ],
+        ["train", "--corpus", "emodb", "--data", str(datasets), "--epochs", "2"]
+        + ["--per-speaker", "4"],
     )
     assert result.exit_code == 0, result.output
-    models = load_models(tmp_path, ("cnn", "lstm"), FeatureSpec())
+    out = tmp_path / "data" / "emostream" / "models"
+    assert f"emostream serve --models-dir {out}" in result.output
+    assert {path: path.read_bytes() for path in (ROOT / "models").iterdir()} == shipped
+    models = load_models(out, ("cnn", "lstm"), FeatureSpec())
     extractor = FeatureExtractor(FeatureSpec())
     window = extractor.windows(read_audio(test_clips[0], 16000), 0.5)[0]
     for model in models:

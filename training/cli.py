@@ -92,14 +92,14 @@ def _training_setup(data: Path | None, model: str, epochs: int | None) -> tuple[
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    default=Path("models"),
-    show_default=True,
-    help="Where NAME.tflite, NAME.json and NAME.keras are written.",
+    default=None,
+    help="Where NAME.tflite, NAME.json and NAME.keras are written (serve them with "
+    "--models-dir).  [default: $XDG_DATA_HOME/emostream/models, ~/.local/share/emostream/models]",
 )
 @_training_options
 def train(
     corpora: tuple[str, ...],
-    out: Path,
+    out: Path | None,
     data: Path | None,
     model: str,
     epochs: int | None,
@@ -111,12 +111,21 @@ def train(
     from training.train import train_models
 
     datasets, names, config = _training_setup(data, model, epochs)
+    out = out or user_model_dir()
     try:
         paths = train_models(corpora, datasets, out, names, config=config, per_speaker=per_speaker)
     except (CorpusError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     for path in paths:
         click.echo(f"wrote {path} and {path.with_suffix('.json')}")
+    click.echo(f"use them with: emostream serve --models-dir {out}")
+
+
+def user_model_dir() -> Path:
+    """Where ``train`` writes unless told: the user's data folder, never the shipped models
+    (tracked in git, and inside the installed package)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "emostream" / "models"
 
 
 @click.command()
