@@ -39,16 +39,18 @@ class RingBuffer:
 
         Allocates no array memory and never blocks for longer than another copy.
         """
-        n = len(block)
-        if n > self.capacity:
-            block = block[n - self.capacity :]
-            n = self.capacity
+        total = len(block)
+        # Of a block longer than the ring only the newest samples fit; the reader counts the
+        # others lost, as if they had been overwritten.
+        skipped = max(0, total - self.capacity)
+        block = block[skipped:]
+        n = total - skipped
         with self._lock:
-            start = self._written % self.capacity
+            start = (self._written + skipped) % self.capacity
             first = min(n, self.capacity - start)
             self._samples[start : start + first] = block[:first]
             self._samples[: n - first] = block[first:]
-            self._written += n
+            self._written += total
             self._last_write_time = time.time()
         self._data_ready.set()
 

@@ -11,8 +11,10 @@ import soundfile as sf
 
 from streamer.features import FeatureSpec
 from training.corpora import (
+    NATIVE_POLICY,
     SHIPPED_POLICY,
     CorpusError,
+    Utterance,
     corpus_dir,
     labels,
     load_corpus,
@@ -25,6 +27,84 @@ def _write_tone(path: Path, seconds: float = 2.5, rate: int = 16000) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(seconds * rate)) / rate
     sf.write(path, 0.3 * np.sin(2 * np.pi * 220 * t) * (t > 0.3), rate)
+
+
+def _touch(path: Path) -> None:
+    """An empty file: loaders read speakers and emotions from names only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+# Each corpus's emotion codes as its authors document them. A swapped pair keeps every count
+# the same, so only a test per code notices, and a model trained on it learns the wrong names.
+RAVDESS_EMOTIONS = {
+    "01": "neutral",
+    "02": "calm",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fearful",
+    "07": "disgust",
+    "08": "surprised",
+}
+"""Third field of "03-01-EE-II-SS-RR-AA.wav" (Livingstone & Russo, 2018)."""
+EMODB_EMOTIONS = {
+    "W": "angry",  # Wut
+    "L": "bored",  # Langeweile
+    "E": "disgust",  # Ekel
+    "A": "fearful",  # Angst
+    "F": "happy",  # Freude
+    "T": "sad",  # Trauer
+    "N": "neutral",
+}
+"""Sixth character of "03a01Wa.wav" (Burkhardt et al., 2005)."""
+TESS_EMOTIONS = {
+    "angry": "angry",
+    "disgust": "disgust",
+    "fear": "fearful",
+    "happy": "happy",
+    "neutral": "neutral",
+    "ps": "surprised",  # pleasant surprise
+    "sad": "sad",
+}
+"""Last word of "OAF_back_angry.wav" (Dupuis & Pichora-Fuller, 2010)."""
+
+
+def test_each_ravdess_emotion_code_gives_its_documented_emotion(tmp_path):
+    for code in RAVDESS_EMOTIONS:
+        _touch(tmp_path / "Actor_05" / f"03-01-{code}-01-02-01-05.wav")
+    _touch(tmp_path / "Actor_05" / "01-01-05-01-02-01-05.wav")  # video with audio: not ours
+    utterances = load_corpus("ravdess", tmp_path)
+    assert {u.path.stem.split("-")[2]: u.label for u in utterances} == RAVDESS_EMOTIONS
+    assert {u.speaker for u in utterances} == {"ravdess:05"}
+
+
+def test_each_emodb_emotion_letter_gives_its_documented_emotion(tmp_path):
+    for letter in EMODB_EMOTIONS:
+        _touch(tmp_path / "wav" / f"16b10{letter}b.wav")
+    utterances = load_corpus("emodb", tmp_path)
+    assert {u.path.stem[5]: u.label for u in utterances} == EMODB_EMOTIONS
+    assert {u.speaker for u in utterances} == {"emodb:16"}
+
+
+def test_each_tess_emotion_word_gives_its_documented_emotion(tmp_path):
+    for word in TESS_EMOTIONS:
+        _touch(tmp_path / f"YAF_{word}" / f"YAF_back_{word}.wav")
+    _touch(tmp_path / "OAF_neutral" / "OA_bite_neutral.wav")  # the corpus's own typo
+    utterances = load_corpus("tess", tmp_path)
+    young = [u for u in utterances if u.speaker == "tess:YAF"]
+    assert {u.path.stem.split("_")[-1]: u.label for u in young} == TESS_EMOTIONS
+    assert [(u.speaker, u.label) for u in utterances if u not in young] == [("tess:OAF", "neutral")]
+
+
+def test_the_shipped_policy_merges_calm_into_neutral_and_drops_boredom(tmp_path):
+    utterances = [
+        Utterance(tmp_path / f"{label}.wav", "x", "x:1", label)
+        for label in ("calm", "bored", "angry")
+    ]
+    kept = SHIPPED_POLICY.apply(utterances)
+    assert [(u.path.stem, u.label) for u in kept] == [("calm", "neutral"), ("angry", "angry")]
+    assert NATIVE_POLICY.apply(utterances) == utterances
 
 
 def test_cremad_names_give_speaker_and_emotion(tmp_path):

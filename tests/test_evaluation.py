@@ -65,6 +65,14 @@ def test_unweighted_accuracy_is_the_mean_recall_of_the_classes_that_occur():
     assert figures["macro_f1"] == pytest.approx((f1_first + f1_second) / 2)
 
 
+def test_unweighted_accuracy_gives_a_rare_class_the_weight_of_a_common_one():
+    """With unequal class totals UA and WA differ: 9 of 10 common, 2 of 4 rare right."""
+    figures = confusion_scores([[9, 1], [2, 2]])
+    assert figures["unweighted_accuracy"] == pytest.approx((9 / 10 + 2 / 4) / 2)
+    assert figures["weighted_accuracy"] == pytest.approx(11 / 14)
+    assert figures["macro_f1"] == pytest.approx((2 * 9 / (10 + 11) + 2 * 2 / (4 + 3)) / 2)
+
+
 def test_scores_of_probabilities_give_confusion_and_cross_entropy():
     probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     figures = scores(np.array([0, 1, 1]), probabilities, ["angry", "sad"])

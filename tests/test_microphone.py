@@ -89,6 +89,29 @@ def test_the_microphone_is_opened_at_a_device_rate_and_resampled(virtual_microph
     assert microphone.overflows == 0
 
 
+def test_portaudio_overflow_flags_are_counted(virtual_microphone):
+    """PortAudio tells the callback when the device dropped input; each time is an overflow in
+    status, and the block still goes into the ring."""
+    import sounddevice
+
+    overflowed = sounddevice.CallbackFlags()
+    overflowed.input_overflow = True
+    block = np.full((1024, 1), 0.5, np.float32)
+    with Microphone("pulse", RATE, device_rate=RATE) as microphone:
+        before = microphone.overflows
+        microphone._callback(block, 1024, None, sounddevice.CallbackFlags())
+        assert microphone.overflows == before
+        for expected in (1, 2):
+            microphone._callback(block, 1024, None, overflowed)
+            assert microphone.overflows == before + expected
+        heard = []
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            if (read := microphone.read(0.05)) is not None:
+                heard.append(read.samples)
+    assert np.count_nonzero(np.concatenate(heard) == 0.5) == 3 * 1024
+
+
 def played_sequence(clips: list[Path], tmp_path: Path) -> tuple[Path, np.ndarray]:
     """Clips separated by 3 s of silence (1 s before, 3 s after), as played and as samples."""
     gap = np.zeros(3 * RATE, np.float32)

@@ -99,6 +99,32 @@ def test_a_quiet_voice_is_speech_like_a_loud_one(models, test_clips, peak_db):
     assert all(r.speech_seconds >= 0.5 and r.speech_probability > 0.9 for r in results)
 
 
+def speech_for(seconds: float, test_clips) -> np.ndarray:
+    """2 s of silence with ``seconds`` of an angry utterance (from its 0.3 s on) at 0.5 s."""
+    spoken = read_audio(test_clips[1], 16000)[4800 : 4800 + round(seconds * 16000)]
+    audio = np.zeros(32000, np.float32)
+    audio[8000 : 8000 + len(spoken)] = spoken
+    return audio
+
+
+def test_speech_needs_the_minimum_time_of_speech_not_one_speech_frame(models, test_clips):
+    """min_speech_seconds (0.5 s) counts time the detector judged speech: a syllable is heard
+    as speech, yet the window is not classified; 1.2 s of speech is."""
+    assert test_clips[1].name == "03a01Wa.wav"
+    syllable, sentence = (classify_clip(speech_for(s, test_clips), models)[0] for s in (0.1, 1.2))
+    assert syllable.speech_probability > 0.9 and 0 < syllable.speech_seconds < 0.25
+    assert not syllable.speech and syllable.label is None and syllable.models == {}
+    assert sentence.speech and sentence.models
+    assert sentence.speech_seconds == pytest.approx(1.2, abs=0.1)
+
+
+def test_the_minimum_speech_time_is_a_setting_in_seconds(models, test_clips):
+    config = PipelineConfig(min_speech_seconds=0.3)
+    assert not classify_clip(speech_for(0.4, test_clips), models)[0].speech
+    assert classify_clip(speech_for(0.4, test_clips), models, config=config)[0].speech
+    assert not classify_clip(speech_for(0.1, test_clips), models, config=config)[0].speech
+
+
 def test_each_model_reports_probabilities_that_sum_to_one(models, speech):
     results = classify_clip(speech, models)
     labels = set(models[0].labels)
@@ -157,6 +183,25 @@ def test_smoothing_holds_a_label_through_a_single_contrary_window():
     angry, sad = np.array([0.9, 0.1]), np.array([0.2, 0.8])
     labels = [smoother.update(p)[0] for p in (angry, angry, sad, angry, sad, sad, sad)]
     assert labels == ["angry", "angry", "angry", "angry", "angry", "sad", "sad"]
+
+
+def test_smoothing_weighs_the_newest_window_by_the_smoothing_setting():
+    """At 0.25 the newest window counts a quarter and the history three quarters; swapping
+    them (invisible at the default 0.5) would make the newest window lead."""
+    smoother = LabelSmoother(("angry", "sad"), smoothing=0.25, hysteresis=0, confidence_threshold=0)
+    assert smoother.update(np.array([1.0, 0.0])) == ("angry", pytest.approx(1.0))
+    assert smoother.update(np.array([0.0, 1.0])) == ("angry", pytest.approx(0.75))
+    assert smoother.update(np.array([0.0, 1.0])) == ("angry", pytest.approx(0.5625))
+    assert smoother.update(np.array([0.0, 1.0])) == ("sad", pytest.approx(1 - 0.421875))
+
+
+def test_a_reset_forgets_the_history():
+    smoother = LabelSmoother(
+        ("angry", "sad"), smoothing=0.25, hysteresis=0.5, confidence_threshold=0
+    )
+    smoother.update(np.array([1.0, 0.0]))
+    smoother.reset()
+    assert smoother.update(np.array([0.2, 0.8])) == ("sad", pytest.approx(0.8))
 
 
 def test_hysteresis_needs_the_margin_to_switch():

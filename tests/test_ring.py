@@ -35,10 +35,29 @@ def test_a_reader_that_falls_behind_gets_the_newest_samples_and_an_overflow_is_c
     assert ring.lost_samples == 500
 
 
-def test_a_block_larger_than_the_ring_keeps_its_newest_samples():
+def test_a_reader_exactly_one_capacity_behind_loses_nothing():
+    """A full ring is not an overflowing one: only the sample after it is lost."""
+    ring = RingBuffer(1000)
+    ring.write(ramp(0, 400))
+    ring.write(ramp(400, 600))
+    samples, _ = ring.read(0)
+    np.testing.assert_array_equal(samples, ramp(0, 1000))
+    assert (ring.overflows, ring.lost_samples) == (0, 0)
+    ring.write(ramp(1000, 600))
+    ring.write(ramp(1600, 401))
+    samples, _ = ring.read(0)
+    np.testing.assert_array_equal(samples, ramp(1001, 1000))
+    assert (ring.overflows, ring.lost_samples) == (1, 1)
+
+
+def test_a_block_larger_than_the_ring_keeps_its_newest_samples_and_counts_the_rest_lost():
     ring = RingBuffer(100)
-    ring.write(ramp(0, 250))
-    np.testing.assert_array_equal(ring.read(0)[0], ramp(150, 100))
+    ring.write(ramp(0, 30))
+    ring.write(ramp(30, 250))
+    np.testing.assert_array_equal(ring.read(0)[0], ramp(180, 100))
+    assert (ring.overflows, ring.lost_samples) == (1, 180)
+    ring.write(ramp(280, 10))
+    np.testing.assert_array_equal(ring.read(0)[0], ramp(280, 10))
 
 
 def test_read_waits_for_data_then_returns_empty_when_none_came():
