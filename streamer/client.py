@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 
@@ -159,6 +159,7 @@ class Quiet:
 
 
 Event = Emotion | Status | Quiet
+_Message = TypeVar("_Message", Emotion, Status)
 
 
 def parse_message(topic: bytes, payload: bytes) -> Emotion | Status:
@@ -334,14 +335,15 @@ class Subscriber:
         """A status showed a restart that no emotion message has reported yet."""
         self._restart_unseen_by_status = False
         """An emotion's seq showed a restart that no status message has confirmed yet."""
-        self._socket = zmq.Context.instance().socket(zmq.SUB)
+        self._socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         # Retry quickly at first, then every 2 s, so a restarted daemon is found within seconds.
         self._socket.setsockopt(zmq.RECONNECT_IVL, 100)
         self._socket.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         if curve is not None:
-            self._socket.curve_publickey, self._socket.curve_secretkey = curve[0], curve[1]
-            self._socket.curve_serverkey = curve[2]
+            self._socket.setsockopt(zmq.CURVE_PUBLICKEY, curve[0])
+            self._socket.setsockopt(zmq.CURVE_SECRETKEY, curve[1])
+            self._socket.setsockopt(zmq.CURVE_SERVERKEY, curve[2])
         for topic in topics:
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii"))
         try:
@@ -438,7 +440,7 @@ class Subscriber:
             self._restart_unseen_by_status = True
         return marked
 
-    def _sequence(self, topic: str, event: Emotion | Status) -> Emotion | Status:
+    def _sequence(self, topic: str, event: _Message) -> _Message:
         """``event`` with ``missed`` set from the gap in its topic's seq, or ``restarted`` when
         seq went backwards."""
         previous = self._last_seq.get(topic)

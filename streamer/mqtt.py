@@ -150,8 +150,16 @@ class BrokerLink:
             self._client.connect(
                 self.endpoint.host, self.endpoint.port, self.settings.keepalive_seconds
             )
-        except (OSError, ssl.SSLError) as error:
-            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        except ssl.SSLError as error:
+            # SSLError is an OSError: tell a certificate problem from an unreachable host.
+            reason, hint = error.reason or str(error), ""
+            if isinstance(error, ssl.SSLCertVerificationError):
+                reason = f"certificate verify failed: {error.verify_message}"
+                if not self.settings.ca_file:
+                    hint = "; give the CA that signed its certificate in mqtt.ca_file"
+            raise MqttError(f"{url}: TLS with the MQTT broker failed ({reason}){hint}") from None
+        except OSError as error:
+            reason = error.strerror or str(error) or type(error).__name__
             raise MqttError(f"{url}: cannot reach the MQTT broker ({reason})") from None
         self._client.loop_start()
         if not self._answered.wait(self.settings.connect_timeout):

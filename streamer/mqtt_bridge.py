@@ -118,17 +118,20 @@ class Bridge:
         # Retained topics change on the main thread and are republished on paho's thread after
         # a reconnection: one lock keeps an old value from overtaking a new one.
         self._retained_lock = threading.Lock()
+        # Both threads send, so both count.
+        self._count_lock = threading.Lock()
 
     def republish(self) -> None:
         """Discovery, availability and state again, after every (re)connection: a broker
         restarted without persistence has forgotten them."""
-        missed = self.dropped - self._dropped_reported
+        with self._count_lock:
+            missed = self.dropped - self._dropped_reported
+            self._dropped_reported = self.dropped.copy()
         if missed:
             _LOGGER.warning(
                 "while the broker was away %s were dropped (never queued)",
                 ", ".join(f"{count} {kind}" for kind, count in sorted(missed.items())),
             )
-            self._dropped_reported = self.dropped.copy()
         with self._retained_lock:
             for topic, config in self.discovery.items():
                 self._send("discovery", topic, json.dumps(config), retain=True)
@@ -181,10 +184,9 @@ class Bridge:
             self._send("availability", self.topics.availability, self._availability, retain=True)
 
     def _send(self, kind: str, topic: str, payload: str | bytes, retain: bool = False) -> None:
-        if self.link is not None and self.link.publish(topic, payload, retain=retain):
-            self.passed[kind] += 1
-        else:
-            self.dropped[kind] += 1
+        sent = self.link is not None and self.link.publish(topic, payload, retain=retain)
+        with self._count_lock:
+            (self.passed if sent else self.dropped)[kind] += 1
 
     def summary(self) -> str:
         """One line of what was passed on and what was dropped."""

@@ -24,6 +24,34 @@ def mosquitto_programs() -> tuple[str, str, str]:
     return found[0], found[1], found[2]  # type: ignore[return-value]
 
 
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate for 127.0.0.1 it signs (openssl): the CA file, the
+    server's certificate and its key."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        unavailable("openssl is not installed (apt install openssl)")
+    ca_key, ca, key, request, certificate = (
+        directory / name for name in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
+    extensions = directory / "server.ext"
+    extensions.write_text(
+        "subjectAltName = IP:127.0.0.1\nkeyUsage = critical, digitalSignature, keyEncipherment\n"
+        "extendedKeyUsage = serverAuth\nauthorityKeyIdentifier = keyid\n"
+    )
+    for command in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", ca_key,
+         "-out", ca, "-subj", "/CN=emostream test CA",
+         "-addext", "basicConstraints = critical, CA:TRUE",
+         "-addext", "keyUsage = critical, keyCertSign, cRLSign"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request,
+         "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-days", "2", "-out", certificate, "-extfile", extensions],
+    ):  # fmt: skip
+        subprocess.run([openssl, *map(str, command)], check=True, capture_output=True)
+    return ca, certificate, key
+
+
 class Mosquitto:
     """One broker process with a generated configuration; ``restart`` keeps its port.
 
@@ -31,12 +59,23 @@ class Mosquitto:
     retained message, and only what its clients publish again comes back.
     """
 
-    def __init__(self, directory: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, directory: Path, users: dict[str, str] | None = None, tls: bool = False
+    ) -> None:
+        """``tls``: also a TLS listener (``tls_url``) with a certificate for 127.0.0.1 signed
+        by a CA made here (``ca_file``); the plain listener stays for mosquitto_sub."""
         self.program, self.sub_program, passwd = mosquitto_programs()
         self.port = free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self.log = directory / "mosquitto.log"
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "user root"]
+        lines = ["per_listener_settings false", "persistence false", "user root"]
+        lines.append(f"listener {self.port} 127.0.0.1")
+        if tls:
+            self.ca_file, certificate, key = make_certificates(directory)
+            self.tls_port = free_port()
+            self.tls_url = f"mqtts://127.0.0.1:{self.tls_port}"
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {self.ca_file}"]
+            lines += [f"certfile {certificate}", f"keyfile {key}"]
         if users:
             password_file = directory / "mosquitto.passwd"
             for user, password in users.items():
