@@ -42,7 +42,8 @@ def main() -> None:
         elif isinstance(event, Status) and event.source_state != "running":
             print(f"-- source {event.source_name} is {event.source_state}", flush=True)
         elif isinstance(event, Quiet):
-            print(f"-- nothing published for {event.quiet_for:.0f} s", flush=True)
+            why = f": the daemon refuses us ({event.refused})" if event.refused else ""
+            print(f"-- nothing published for {event.quiet_for:.0f} s{why}", flush=True)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from streamer.keys import KeyFileError, load_key_pair, load_public_key
 from streamer.wire import (
@@ -43,6 +44,31 @@ from streamer.wire import (
 _LOGGER = logging.getLogger(__name__)
 
 _POLL_SLICE_MS = 200
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+
+
+def _refusal(event: int, has_keys: bool) -> str:
+    """What a failed handshake says about this subscriber's CURVE keys."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return (
+            "CURVE keys may be the reason: this client's public key is not among the daemon's "
+            "authorised clients (serve --curve-clients DIR)"
+        )
+    if has_keys:
+        return (
+            "CURVE keys may be the reason: the daemon may publish without CURVE, or "
+            "--curve-server is not its public key"
+        )
+    return (
+        "CURVE keys may be the reason: the daemon publishes with CURVE; give this client's "
+        "key pair and the daemon's public key (--curve-secret FILE --curve-server FILE)"
+    )
+
+
 """Longest single wait on the socket, so Ctrl-C is honoured promptly."""
 _RESTART_TOLERANCE_S = 1.0
 """Drift of a daemon's computed start time that is still the same run (clock steps, rounding)."""
@@ -156,6 +182,9 @@ class Quiet:
     """Seconds since the last message (or since subscribing, if none came)."""
     ever_received: bool
     """Whether any message arrived since subscribing."""
+    refused: str | None = None
+    """Why a daemon that answers at the address refuses this subscriber (its CURVE keys, in
+    all likelihood); None when no connection was refused."""
 
 
 Event = Emotion | Status | Quiet
@@ -335,6 +364,10 @@ class Subscriber:
         """A status showed a restart that no emotion message has reported yet."""
         self._restart_unseen_by_status = False
         """An emotion's seq showed a restart that no status message has confirmed yet."""
+        self.refused: str | None = None
+        """Why the daemon refused the last connection attempt (see ``Quiet.refused``); None
+        after a successful handshake."""
+        self._has_keys = curve is not None
         self._socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         # Retry quickly at first, then every 2 s, so a restarted daemon is found within seconds.
@@ -346,10 +379,14 @@ class Subscriber:
             self._socket.setsockopt(zmq.CURVE_SERVERKEY, curve[2])
         for topic in topics:
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii"))
+        # Handshake outcomes, the only sign a subscriber gets that the daemon refused it.
+        self._handshakes = self._socket.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | _HANDSHAKE_FAILED
+        )
         try:
             self._socket.connect(address)
         except zmq.ZMQError as error:
-            self._socket.close()
+            self.close()
             raise ClientError(f"{address}: cannot subscribe ({error})") from None
         self._started_at = time.monotonic()
 
@@ -361,6 +398,9 @@ class Subscriber:
 
     def close(self) -> None:
         """Closes the socket; iteration then ends."""
+        if not self._socket.closed:
+            self._socket.disable_monitor()
+        self._handshakes.close()
         self._socket.close()
 
     def __iter__(self) -> Iterator[Event]:
@@ -382,12 +422,14 @@ class Subscriber:
                 yield Quiet(
                     quiet_for=now - (self._started_at if last is None else last),
                     ever_received=last is not None,
+                    refused=self.refused,
                 )
 
     def receive(self, timeout: float) -> Emotion | Status | None:
         """The next valid message, or None if none arrived within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
+            self._follow_handshakes()
             remaining_ms = max(0, round((deadline - time.monotonic()) * 1000))
             if not self._socket.poll(remaining_ms, zmq.POLLIN):
                 return None
@@ -395,6 +437,19 @@ class Subscriber:
             event = self._accept(parts)
             if event is not None:
                 return event
+
+    def _follow_handshakes(self) -> None:
+        """Updates ``refused`` from the handshakes since the last call; logs each new refusal
+        once, with the hint that keys may be the reason."""
+        while self._handshakes.poll(0):
+            event = recv_monitor_message(self._handshakes)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.refused = None
+                continue
+            reason = _refusal(event, self._has_keys)
+            if reason != self.refused:
+                _LOGGER.warning("%s: the daemon refused this subscriber: %s", self.address, reason)
+            self.refused = reason
 
     def _accept(self, parts: list[bytes]) -> Emotion | Status | None:
         try:

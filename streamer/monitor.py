@@ -82,11 +82,16 @@ class MonitorState:
     """Status messages lost in sequence gaps."""
     restarts: int = 0
     """Daemon restarts the client reported (new start time, or seq going backwards)."""
+    refused: str | None = None
+    """Why the daemon at the address refuses this monitor (keys), from the client's last
+    ``Quiet`` event; None once messages arrive."""
 
     def update(self, event: Event, now: float | None = None) -> None:
         """Folds one client event into the state; ``now`` is monotonic time (for tests)."""
         if isinstance(event, Quiet):
+            self.refused = event.refused
             return
+        self.refused = None
         self.last_message_at = time.monotonic() if now is None else now
         if isinstance(event, Status):
             self.missed_statuses += event.missed
@@ -156,6 +161,12 @@ def _headline(state: MonitorState, now: float) -> Text:
     emotion = state.emotion
     if not state.publishing(now):
         waited = state.quiet_for(now)
+        if state.refused is not None:
+            return Text(
+                f"A daemon answers at {state.address} but refuses this monitor "
+                f"(waited {waited:.0f} s). {state.refused}.",
+                style="bold yellow",
+            )
         if state.last_message_at is None:
             return Text(
                 f"Nothing is publishing at {state.address} (waited {waited:.0f} s). "

@@ -24,6 +24,10 @@ from streamer.pipeline import WindowResult
 from streamer.wire import SCHEMA_VERSION, TOPIC_EMOTION, TOPIC_STATUS, is_loopback
 
 _LOGGER = logging.getLogger(__name__)
+# pyzmq's authenticator logs several debug lines per handshake; refused clients retry every few
+# seconds, so only its warnings and errors are kept (AuthorisedClients reports refusals).
+_ZAP_LOGGER = logging.getLogger(f"{__name__}.zap")
+_ZAP_LOGGER.setLevel(logging.INFO)
 
 # Long enough to hand queued messages to connected peers, short enough to exit within 1 s.
 _LINGER_MS = 300
@@ -122,6 +126,40 @@ def _ipc_in_use(path: str) -> bool:
     return True
 
 
+class AuthorisedClients:
+    """The CURVE keys allowed to subscribe, asked by the authenticator at every handshake.
+
+    A refused key is logged at debug level once per ``quiet_seconds``, with the number of
+    attempts since: a refused client retries every few seconds, forever, and must not flood
+    the log.
+    """
+
+    def __init__(self, keys: list[bytes], quiet_seconds: float = 60.0) -> None:
+        """``keys`` are Z85 public keys, as ``streamer.keys`` reads them."""
+        self._keys = frozenset(keys)
+        self._quiet_seconds = quiet_seconds
+        self._logged_at: dict[bytes, float] = {}
+        self._unlogged: dict[bytes, int] = {}
+
+    def callback(self, domain: str, client_key: bytes) -> bool:
+        """Whether ``client_key`` (Z85) may subscribe; pyzmq's credentials-provider hook."""
+        if client_key in self._keys:
+            return True
+        now = time.monotonic()
+        logged_at = self._logged_at.get(client_key)
+        if logged_at is not None and now - logged_at < self._quiet_seconds:
+            self._unlogged[client_key] = self._unlogged.get(client_key, 0) + 1
+            return False
+        self._logged_at[client_key] = now
+        repeats = self._unlogged.pop(client_key, 0)
+        _LOGGER.debug(
+            "refused a subscriber: CURVE key %s is not among the authorised clients%s",
+            client_key.decode("ascii", "replace"),
+            f" ({repeats} more attempts since the last report)" if repeats else "",
+        )
+        return False
+
+
 class Publisher:
     """A bound PUB socket with per-topic sequence numbers, CURVE-encrypted when given keys."""
 
@@ -189,9 +227,11 @@ class Publisher:
         except KeyFileError as error:
             self.close()
             raise PublishError(str(error)) from None
-        self._authenticator = ThreadAuthenticator(self._context, log=_LOGGER)
+        self._authenticator = ThreadAuthenticator(self._context, log=_ZAP_LOGGER)
         self._authenticator.start()
-        self._authenticator.configure_curve(domain="*", location=str(clients))
+        self._authenticator.configure_curve_callback(
+            domain="*", credentials_provider=AuthorisedClients(allowed)
+        )
         self._socket.curve_secretkey = secret
         self._socket.curve_publickey = public
         self._socket.curve_server = True

@@ -6,6 +6,7 @@ wildcard address is only ever reached through loopback.
 
 from __future__ import annotations
 
+import logging
 import random
 import signal
 import socket
@@ -19,10 +20,10 @@ import zmq
 from daemon_support import ROOT, emostream_command, serve, shipped_model_dir
 from test_monitor import monitor_command, tmux  # noqa: F401 (the tmux fixture)
 
-from streamer.client import ClientError, Emotion, Status, Subscriber
+from streamer.client import ClientError, Emotion, Quiet, Status, Subscriber
 from streamer.config import Config
 from streamer.keys import KeyFileError, generate_key_pair, load_key_pair, load_public_key
-from streamer.publish import Publisher, PublishError
+from streamer.publish import AuthorisedClients, Publisher, PublishError
 from streamer.wire import is_loopback
 
 CLIP = ROOT / "tests" / "data" / "03a01Wa.wav"
@@ -274,3 +275,121 @@ def test_the_monitor_shows_an_encrypted_stream_with_the_client_keys(keys, tmux):
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(5) == 0
+
+
+def refusal(subscriber: Subscriber, timeout: float = 10.0) -> str | None:
+    """The ``refused`` reason of the first Quiet event that has one, or None by ``timeout``."""
+    deadline = time.monotonic() + timeout
+    for event in subscriber:
+        if isinstance(event, Quiet) and event.refused is not None:
+            return event.refused
+        if time.monotonic() > deadline:
+            return None
+    return None
+
+
+def test_a_refused_subscriber_is_told_that_keys_may_be_the_reason(keys):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    publisher = Publisher(
+        address,
+        10,
+        device="test",
+        curve_secret_key=keys["server_secret"],
+        curve_clients=keys["clients"],
+    )
+    other_server = generate_key_pair(keys["clients"].parent / "other", "other")[0]
+    subscribers = {
+        "plain": Subscriber(address, quiet_after=0.5),
+        "mallory": Subscriber(
+            address,
+            quiet_after=0.5,
+            curve_secret_key=keys["mallory_secret"],
+            curve_server_key=keys["server_public"],
+        ),
+        "misled": Subscriber(
+            address,
+            quiet_after=0.5,
+            curve_secret_key=keys["alice_secret"],
+            curve_server_key=other_server,
+        ),
+        "alice": Subscriber(
+            address,
+            quiet_after=0.5,
+            curve_secret_key=keys["alice_secret"],
+            curve_server_key=keys["server_public"],
+        ),
+    }
+    try:
+        reasons = {name: refusal(s, timeout=3.0) for name, s in subscribers.items()}
+    finally:
+        for subscriber in subscribers.values():
+            subscriber.close()
+        publisher.close()
+    assert reasons["alice"] is None
+    for name in ("plain", "mallory", "misled"):
+        assert reasons[name] and reasons[name].startswith("CURVE keys may be the reason"), name
+    assert "--curve-secret FILE --curve-server FILE" in reasons["plain"]
+    assert "not among the daemon's authorised clients" in reasons["mallory"]
+    assert "--curve-server is not its public key" in reasons["misled"]
+
+
+def test_a_refused_key_is_logged_at_debug_once_a_minute_with_the_attempts_since(caplog):
+    clients = AuthorisedClients([b"alice-key"], quiet_seconds=0.2)
+    with caplog.at_level(logging.DEBUG, logger="streamer.publish"):
+        assert clients.callback("*", b"alice-key")
+        assert not any(clients.callback("*", b"mallory-key") for _ in range(5))
+        time.sleep(0.25)
+        assert not clients.callback("*", b"mallory-key")
+    refused = [r for r in caplog.records if "refused a subscriber" in r.getMessage()]
+    assert [r.levelno for r in refused] == [logging.DEBUG, logging.DEBUG]
+    assert (
+        "mallory-key" in refused[0].getMessage() and "more attempts" not in refused[0].getMessage()
+    )
+    assert "(4 more attempts since the last report)" in refused[1].getMessage()
+
+
+def test_a_daemon_retried_by_a_refused_client_logs_it_once_and_no_handshake_chatter(keys, caplog):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with caplog.at_level(logging.DEBUG):
+        publisher = Publisher(
+            address,
+            10,
+            device="test",
+            curve_secret_key=keys["server_secret"],
+            curve_clients=keys["clients"],
+        )
+        mallory = Subscriber(
+            address,
+            quiet_after=0.5,
+            curve_secret_key=keys["mallory_secret"],
+            curve_server_key=keys["server_public"],
+        )
+        try:
+            # ZeroMQ retries the refused connection every 0.1-2 s: several handshakes.
+            time.sleep(3.0)
+            mallory.receive(timeout=0.1)
+        finally:
+            mallory.close()
+            publisher.close()
+    refused = [r for r in caplog.records if "refused a subscriber" in r.getMessage()]
+    assert len(refused) == 1 and refused[0].levelno == logging.DEBUG
+    assert not [r for r in caplog.records if r.name == "streamer.publish.zap"]
+    assert not [r for r in caplog.records if "ZAP reply" in r.getMessage()]
+    assert mallory.refused is not None
+
+
+def test_the_monitor_without_keys_says_keys_may_be_why_it_hears_nothing(keys, tmux):  # noqa: F811
+    address = f"tcp://127.0.0.1:{free_port()}"
+    publisher = Publisher(
+        address,
+        10,
+        device="test",
+        curve_secret_key=keys["server_secret"],
+        curve_clients=keys["clients"],
+    )
+    try:
+        tmux.start(monitor_command(address))
+        screen = tmux.wait_for(lambda s: "refuses this monitor" in s, timeout=20)
+    finally:
+        publisher.close()
+    assert "CURVE keys may be the reason" in " ".join(screen.split())
