@@ -7,8 +7,13 @@ the pipeline's own ``FeatureSpec``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,44 @@ _LOGGER = logging.getLogger(__name__)
 
 class ModelError(Exception):
     """A model file or its metadata cannot be used; the message names the file."""
+
+
+XNNPACK_NOTICE = "Created TensorFlow Lite XNNPACK delegate"
+"""The start of the line TFLite's native code prints to standard error when it first uses its
+fast CPU kernels: information for nobody, printed by every command that loads a model."""
+
+
+@contextlib.contextmanager
+def _without_xnnpack_notice() -> Iterator[None]:
+    """Captures the process's standard error (file descriptor 2, where TFLite's C++ code writes)
+    while TFLite loads or first runs a model; gives back everything except XNNPACK_NOTICE.
+
+    Anything else written meanwhile, a TFLite error or another thread's log line, is passed on,
+    only later.
+    """
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no standard error at all: nothing to keep clean
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [
+                line
+                for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+                if XNNPACK_NOTICE not in line
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def _interpreter_class() -> type:
@@ -101,10 +144,11 @@ class TFLiteModel:
                 f"({_first_difference(self.metadata.features, spec)})"
             )
         try:
-            self._interpreter = _interpreter_class()(
-                model_path=str(self.path), num_threads=num_threads
-            )
-            self._interpreter.allocate_tensors()
+            with _without_xnnpack_notice():
+                self._interpreter = _interpreter_class()(
+                    model_path=str(self.path), num_threads=num_threads
+                )
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             raise ModelError(f"{self.path}: not a usable TFLite model ({error})") from None
         self._input = self._interpreter.get_input_details()[0]
@@ -125,7 +169,8 @@ class TFLiteModel:
         # A damaged file can pass the checks above and fail only when first run (XNNPACK
         # prepares its kernels then): run it once now, not on the first speech of a live stream.
         try:
-            self.predict(np.zeros(shape[1:3], np.float32))
+            with _without_xnnpack_notice():
+                self.predict(np.zeros(shape[1:3], np.float32))
         except (ValueError, RuntimeError) as error:
             reason = str(error).splitlines()[0][:120]
             raise ModelError(f"{self.path}: not a usable TFLite model ({reason})") from None
