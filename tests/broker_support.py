@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from daemon_support import free_port
 from needs import unavailable
-from test_security import free_port
 
 
 def mosquitto_programs() -> tuple[str, str, str]:

@@ -4,12 +4,15 @@ config files kept out of reach."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from daemon_support import RunningDaemon, serve, shipped_model_dir, subscribe
 from needs import unavailable
 from pulse_support import sound_server_state
+
+from streamer.wire import connect_address
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = ROOT / "tests" / "data"
@@ -52,6 +55,42 @@ def isolated_config_home(tmp_path_factory) -> Iterator[Path]:
         del os.environ["XDG_CONFIG_HOME"]
     else:
         os.environ["XDG_CONFIG_HOME"] = previous
+
+
+@pytest.fixture()
+def running_daemon(tmp_path: Path) -> Iterator[Callable[..., RunningDaemon]]:
+    """Starts ``emostream serve ARGS`` for a test, and stops every daemon it started at the end,
+    whether the test passed or not.
+
+    Each daemon reads tests/data/isolated.toml alone (unless ARGS give ``--config``), runs the
+    shipped models (unless ``--models-dir``), binds a fresh ipc address (unless ``--bind``) and
+    holds its source back until the subscriber, connected before it started, is there (unless
+    ``--wait-subscriber``). Keywords: ``env`` (added to the environment), ``verbose`` (-v).
+    """
+    daemons: list[RunningDaemon] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, verbose: bool = False):
+        number = len(daemons)
+        given = set(args)
+        extra: list[str] = []
+        if "--bind" in given:
+            address = args[args.index("--bind") + 1]
+        else:
+            address = f"ipc://{tmp_path / f'daemon-{number}.sock'}"
+            extra += ["--bind", address]
+        if "--models-dir" not in given:
+            extra += ["--models-dir", str(shipped_model_dir())]
+        if "--wait-subscriber" not in given:
+            extra += ["--wait-subscriber", "10"]
+        subscriber = subscribe(connect_address(address))
+        log = tmp_path / f"daemon-{number}.log"
+        process = serve(*args, *extra, env=env, verbose=verbose, output=log)
+        daemons.append(RunningDaemon(process, address, subscriber, log))
+        return daemons[-1]
+
+    yield start
+    for daemon in daemons:
+        daemon.close()
 
 
 @pytest.fixture(scope="session")

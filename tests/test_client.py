@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import zmq
-from daemon_support import ROOT, ipc_address, serve, shipped_model_dir
+from daemon_support import ROOT, ipc_address, shipped_model_dir
 
 from streamer.audio import read_audio
 from streamer.client import (
@@ -303,7 +302,9 @@ def test_a_wildcard_bind_is_reached_on_loopback(bind, address):
     assert connect_address(bind) == address
 
 
-def test_the_example_subscriber_prints_each_window_of_a_running_daemon(test_clips, tmp_path):
+def test_the_example_subscriber_prints_each_window_of_a_running_daemon(
+    test_clips, tmp_path, running_daemon
+):
     model_dir = shipped_model_dir()
     clip = tmp_path / "two_clips.wav"
     sf.write(clip, np.concatenate([read_audio(c, 16000) for c in test_clips[:2]]), 16000)
@@ -315,12 +316,11 @@ def test_the_example_subscriber_prints_each_window_of_a_running_daemon(test_clip
         text=True,
         cwd=ROOT,
     )
-    daemon = serve("--source", str(clip), "--bind", address, "--models-dir", str(model_dir))
+    running_daemon("--source", str(clip), "--bind", address)
     try:
         output, errors = example.communicate(timeout=30)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(10)
+        example.kill()
     assert example.returncode == 0, errors
     # Played in real time, the 4 s file gives windows ending at 1.992, 2.492, 2.992 s ...
     windows = [line.split() for line in output.splitlines() if not line.startswith("--")]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from daemon_support import emostream_command
 
 from streamer.config import Config, ConfigError, load_config
 from streamer.config_paths import config_files, load_effective_config, parse_assignment, to_toml
@@ -22,10 +22,10 @@ else:
 
 def emostream(*args: str, home: Path) -> subprocess.CompletedProcess:
     """The installed command, with ``home`` as the user's config home."""
-    executable = shutil.which("emostream")
-    assert executable, "the emostream command is not installed (pip install -e .)"
     env = {**os.environ, "XDG_CONFIG_HOME": str(home)}
-    return subprocess.run([executable, *args], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        [*emostream_command(), *args], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def user_file(home: Path, text: str) -> Path:

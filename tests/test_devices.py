@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from daemon_support import emostream_command
 from needs import unavailable
 from pulse_support import PrivatePulse, has_sound_cards, require_pulseaudio
 
@@ -19,10 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def emostream(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    executable = shutil.which("emostream")
-    assert executable, "the emostream command is not installed (pip install -e .)"
     return subprocess.run(
-        [executable, *args],
+        [*emostream_command(), *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},

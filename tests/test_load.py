@@ -11,8 +11,6 @@ stalled subscribers, to show that it drops rather than waits.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,9 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import zmq
-from daemon_support import emostream_command, shipped_model_dir
+from daemon_support import free_port
 from pulse_support import PrivatePulse, require_pulseaudio
-from test_security import free_port
 
 from streamer.audio import read_audio
 from streamer.client import parse_message
@@ -131,19 +128,9 @@ def speech_file(clips: list[Path], seconds: float, path: Path) -> float:
     return len(audio) / 16000
 
 
-def start_daemon(arguments: list[str], log_path: Path, env: dict | None = None):
-    with log_path.open("w") as log:
-        return subprocess.Popen(
-            [*emostream_command(), "serve", *arguments, "--models-dir", str(shipped_model_dir())],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-
-
 @pytest.mark.mic
 def test_a_hundred_subscribers_some_never_reading_cannot_slow_microphone_capture(
-    test_clips, tmp_path
+    test_clips, tmp_path, running_daemon
 ):
     require_pulseaudio()
     pulse = PrivatePulse()
@@ -151,10 +138,8 @@ def test_a_hundred_subscribers_some_never_reading_cannot_slow_microphone_capture
     speech_file(test_clips, 20, speech)
     address = f"tcp://127.0.0.1:{free_port()}"
     readers = Readers(address, live=60)
-    log_path = tmp_path / "daemon.log"
-    daemon = start_daemon(
-        ["--source", "mic:pulse", "--bind", address, "--wait-subscriber", "10"], log_path, pulse.env
-    )
+    daemon = running_daemon("--source", "mic:pulse", "--bind", address, env=pulse.env)
+    log_path = daemon.log
     player = None
     try:
         readers.read(20, done=readers.all_live_received)
@@ -163,12 +148,11 @@ def test_a_hundred_subscribers_some_never_reading_cannot_slow_microphone_capture
         loaded_from, first = time.monotonic(), readers.newest()
         readers.read(15)
         loaded_for, last = time.monotonic() - loaded_from, readers.newest()
-        assert daemon.poll() is None, log_path.read_text()
+        assert daemon.running(), log_path.read_text()
     finally:
         if player is not None:
             player.terminate()
-        daemon.send_signal(signal.SIGTERM)
-        exit_status = daemon.wait(5)
+        exit_status = daemon.stop(timeout=5)
         readers.close()
         pulse.stop()
     assert exit_status == 0, log_path.read_text()
@@ -186,19 +170,17 @@ def test_a_hundred_subscribers_some_never_reading_cannot_slow_microphone_capture
 
 
 def test_a_hundred_subscribers_some_never_reading_cannot_stall_a_fast_publisher(
-    test_clips, tmp_path
+    test_clips, tmp_path, running_daemon
 ):
     hop = 0.2
     speech = tmp_path / "speech.wav"
     speech_file(test_clips, 60, speech)
     address = f"tcp://127.0.0.1:{free_port()}"
     readers = Readers(address, live=20)
-    log_path = tmp_path / "daemon.log"
-    daemon = start_daemon(
-        ["--source", str(speech), "--loop", "--fast", "--hop", str(hop), "--bind", address]
-        + ["--wait-subscriber", "10"],
-        log_path,
+    daemon = running_daemon(
+        "--source", str(speech), "--loop", "--fast", "--hop", str(hop), "--bind", address
     )
+    log_path = daemon.log
     try:
         readers.read(20, done=readers.all_live_received)
         started, first = time.monotonic(), readers.newest()
@@ -207,10 +189,9 @@ def test_a_hundred_subscribers_some_never_reading_cannot_stall_a_fast_publisher(
         readers.read(120, done=lambda: readers.newest() >= first + 3000)
         elapsed, published = time.monotonic() - started, readers.newest() - first
         stalled = readers.drain_stalled(30.0, sample=8)
-        assert daemon.poll() is None, log_path.read_text()
+        assert daemon.running(), log_path.read_text()
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        exit_status = daemon.wait(10)
+        exit_status = daemon.stop(timeout=10)
         readers.read(2.0, done=readers.all_live_saw_the_end)
         readers.close()
     assert exit_status == 0, log_path.read_text()

@@ -8,19 +8,13 @@ it through ALSA's ``pulse`` device, exactly as ``serve --source mic:pulse`` does
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from daemon_support import (
     ROOT,
-    emostream_command,
-    ipc_address,
+    RunningDaemon,
     receive,
-    shipped_model_dir,
-    subscribe,
 )
 from needs import unavailable
 from pulse_support import PrivatePulse, has_sound_cards, require_pulseaudio
@@ -43,20 +37,17 @@ def state_is(state: str):
     return lambda topic, message: topic == "status" and message["source"]["state"] == state
 
 
-def start_daemon(pulse: PrivatePulse, tmp_path: Path, address: str) -> subprocess.Popen:
-    """``emostream -v serve --source mic:pulse`` on ``pulse``, logging to tmp_path/daemon.log."""
-    settings = tmp_path / "emostream.toml"
-    settings.write_text(f"[source]\nretry_max_seconds = {RETRY_MAX_SECONDS}\n")
-    with (tmp_path / "daemon.log").open("w") as log:
-        return subprocess.Popen(
-            [
-                *emostream_command(), "-v", "serve", "--source", "mic:pulse", "--bind", address,
-                "--config", str(settings), "--models-dir", str(shipped_model_dir()),
-            ],
-            env=pulse.env,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )  # fmt: skip
+def start_daemon(running_daemon, pulse: PrivatePulse) -> RunningDaemon:
+    """``emostream -v serve --source mic:pulse`` on ``pulse``, retrying at most every
+    RETRY_MAX_SECONDS."""
+    return running_daemon(
+        "--source",
+        "mic:pulse",
+        "--retry-max-seconds",
+        str(RETRY_MAX_SECONDS),
+        env=pulse.env,
+        verbose=True,
+    )
 
 
 def labelled(topic: str, message: dict) -> bool:
@@ -64,12 +55,10 @@ def labelled(topic: str, message: dict) -> bool:
 
 
 def test_an_unplugged_microphone_is_reported_lost_retried_with_backoff_and_labels_resume(
-    pulse, tmp_path
+    pulse, running_daemon
 ):
-    address = ipc_address(tmp_path)
-    subscriber = subscribe(address)
-    log_path = tmp_path / "daemon.log"
-    daemon = start_daemon(pulse, tmp_path, address)
+    daemon = start_daemon(running_daemon, pulse)
+    subscriber, log_path = daemon.subscriber, daemon.log
     messages: list[tuple[str, dict]] = []
     try:
         messages += receive(subscriber, lambda topic, m: topic == "emotion", timeout=20)
@@ -81,7 +70,7 @@ def test_an_unplugged_microphone_is_reported_lost_retried_with_backoff_and_label
         assert state_is("lost")(*messages[-1]), "the loss was not reported"
         # Stay unplugged long enough for the backoff to reach its cap.
         messages += receive(subscriber, lambda t, m: False, timeout=7.0)
-        assert daemon.poll() is None, "the daemon died with its microphone"
+        assert daemon.running(), "the daemon died with its microphone"
 
         pulse.plug_in()
         messages += receive(subscriber, state_is("running"), timeout=3 * RETRY_MAX_SECONDS + 5)
@@ -92,11 +81,9 @@ def test_an_unplugged_microphone_is_reported_lost_retried_with_backoff_and_label
             subscriber, lambda t, m: t == "emotion" and m["label"] is not None, timeout=15
         )
         player.wait(10)
-        assert daemon.poll() is None
+        assert daemon.running()
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        status = daemon.wait(5)
-        subscriber.close()
+        status = daemon.stop(timeout=5)
     log = log_path.read_text()
     assert status == 0 and "Traceback" not in log, log
 
@@ -122,13 +109,11 @@ def test_an_unplugged_microphone_is_reported_lost_retried_with_backoff_and_label
 
 
 def test_a_sound_server_down_across_several_retries_is_waited_for_and_capture_resumes(
-    pulse, tmp_path
+    pulse, running_daemon
 ):
     """PortAudio is rescanned while no sound server runs at all, several times, then it returns."""
-    address = ipc_address(tmp_path)
-    subscriber = subscribe(address)
-    log_path = tmp_path / "daemon.log"
-    daemon = start_daemon(pulse, tmp_path, address)
+    daemon = start_daemon(running_daemon, pulse)
+    subscriber, log_path = daemon.subscriber, daemon.log
     messages: list[tuple[str, dict]] = []
     try:
         messages += receive(subscriber, lambda topic, m: topic == "emotion", timeout=20)
@@ -141,7 +126,7 @@ def test_a_sound_server_down_across_several_retries_is_waited_for_and_capture_re
         messages += receive(subscriber, lambda t, m: False, timeout=6.0)
         failed = re.findall(r"still unavailable", log_path.read_text())
         assert len(failed) >= 3, log_path.read_text()
-        assert daemon.poll() is None, "the daemon died with its sound server"
+        assert daemon.running(), "the daemon died with its sound server"
 
         pulse.start_server()
         messages += receive(subscriber, state_is("running"), timeout=3 * RETRY_MAX_SECONDS + 5)
@@ -151,28 +136,24 @@ def test_a_sound_server_down_across_several_retries_is_waited_for_and_capture_re
         player.wait(10)
         assert labelled(*messages[-1]), "no label after the sound server returned"
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        status = daemon.wait(5)
-        subscriber.close()
+        status = daemon.stop(timeout=5)
     log = log_path.read_text()
     assert status == 0 and "Traceback" not in log, log
 
 
-def test_a_microphone_missing_at_start_is_waited_for_instead_of_failing(pulse, tmp_path):
+def test_a_microphone_missing_at_start_is_waited_for_instead_of_failing(pulse, running_daemon):
     """As a USB microphone not ready at boot: status says lost, retries, then labels."""
     if has_sound_cards():
         unavailable("this machine has sound cards: mic:pulse would not be the only input")
     pulse.stop_server()
-    address = ipc_address(tmp_path)
-    subscriber = subscribe(address)
-    log_path = tmp_path / "daemon.log"
-    daemon = start_daemon(pulse, tmp_path, address)
+    daemon = start_daemon(running_daemon, pulse)
+    subscriber, log_path = daemon.subscriber, daemon.log
     messages: list[tuple[str, dict]] = []
     try:
         messages += receive(subscriber, state_is("lost"), timeout=20)
         assert messages and state_is("lost")(*messages[-1]), log_path.read_text()
         messages += receive(subscriber, lambda t, m: False, timeout=2.0)
-        assert daemon.poll() is None, log_path.read_text()
+        assert daemon.running(), log_path.read_text()
 
         pulse.start_server()
         messages += receive(subscriber, state_is("running"), timeout=3 * RETRY_MAX_SECONDS + 5)
@@ -182,9 +163,7 @@ def test_a_microphone_missing_at_start_is_waited_for_instead_of_failing(pulse, t
         player.wait(10)
         assert labelled(*messages[-1]), "no label once the microphone appeared"
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        status = daemon.wait(5)
-        subscriber.close()
+        status = daemon.stop(timeout=5)
     log = log_path.read_text()
     assert status == 0 and "Traceback" not in log, log
     assert "mic:pulse: cannot open (no audio input device found); retrying" in log

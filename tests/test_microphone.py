@@ -9,7 +9,6 @@ audio continuously rather than only while something plays.
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from daemon_support import ipc_address, receive, serve, shipped_model_dir, subscribe
+from daemon_support import shipped_model_dir
 from pulse_support import PrivatePulse, require_pulseaudio
 
 from streamer.audio import read_audio
@@ -166,36 +165,20 @@ def aligned_offline(models, audio: np.ndarray, levels: list[float]) -> tuple[lis
 
 
 def test_microphone_labels_agree_with_offline_classification_and_pauses_are_not_speech(
-    virtual_microphone, test_clips, tmp_path
+    virtual_microphone, test_clips, tmp_path, running_daemon
 ):
     model_dir = shipped_model_dir()
     path, audio = played_sequence(test_clips, tmp_path)
-    address = ipc_address(tmp_path)
-    subscriber = subscribe(address)
-    daemon = serve(
-        "--source",
-        "mic:pulse",
-        "--bind",
-        address,
-        "--models-dir",
-        str(model_dir),
-        "--wait-subscriber",
-        "10",
-        env=virtual_microphone.env,
+    daemon = running_daemon("--source", "mic:pulse", env=virtual_microphone.env)
+    # Capture is running once the first (silent) window arrives.
+    first = daemon.receive(lambda topic, m: topic == "emotion", timeout=15)
+    assert first and first[-1][0] == "emotion", "no window from the microphone"
+    play(virtual_microphone, path)
+    time.sleep(2.5)
+    assert daemon.stop(timeout=5) == 0
+    messages = first + daemon.receive(
+        lambda t, m: t == "status" and m["source"]["state"] == "ended", timeout=3
     )
-    try:
-        # Capture is running once the first (silent) window arrives.
-        first = receive(subscriber, lambda topic, m: topic == "emotion", timeout=15)
-        assert first and first[-1][0] == "emotion", "no window from the microphone"
-        play(virtual_microphone, path)
-        time.sleep(2.5)
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(5) == 0
-    messages = first + receive(
-        subscriber, lambda t, m: t == "status" and m["source"]["state"] == "ended", timeout=3
-    )
-    subscriber.close()
     emotions = [m for t, m in messages if t == "emotion"]
     statuses = [m for t, m in messages if t == "status"]
     assert [m["seq"] for m in emotions] == list(range(len(emotions)))
@@ -224,39 +207,25 @@ def test_microphone_labels_agree_with_offline_classification_and_pauses_are_not_
     assert agree >= 0.6 * len(spoken), f"published labels: {agree} of {len(spoken)} agree"
 
 
-def test_a_vanished_microphone_is_reported_lost_and_capture_resumes(virtual_microphone, tmp_path):
+def test_a_vanished_microphone_is_reported_lost_and_capture_resumes(
+    virtual_microphone, running_daemon
+):
     """The sound server dies under the daemon and comes back: the daemon lives through it."""
-    settings = tmp_path / "emostream.toml"
-    settings.write_text("[source]\nretry_max_seconds = 1.0\n")
-    address = ipc_address(tmp_path)
-    subscriber = subscribe(address)
-    daemon = serve(
-        "--source",
-        "mic:pulse",
-        "--bind",
-        address,
-        "--config",
-        str(settings),
-        "--models-dir",
-        str(shipped_model_dir()),
-        env=virtual_microphone.env,
+    daemon = running_daemon(
+        "--source", "mic:pulse", "--retry-max-seconds", "1.0", env=virtual_microphone.env
     )
-    try:
-        assert receive(subscriber, lambda topic, m: topic == "emotion", timeout=15)
-        virtual_microphone.stop_server()
+    assert daemon.receive(lambda topic, m: topic == "emotion", timeout=15)
+    virtual_microphone.stop_server()
 
-        def state_is(state):
-            return lambda topic, m: topic == "status" and m["source"]["state"] == state
+    def state_is(state):
+        return lambda topic, m: topic == "status" and m["source"]["state"] == state
 
-        lost = receive(subscriber, state_is("lost"), timeout=10)
-        assert lost and state_is("lost")(*lost[-1]), "the loss was not reported"
-        assert daemon.poll() is None
-        virtual_microphone.start_server()
-        running = receive(subscriber, state_is("running"), timeout=20)
-        assert running and state_is("running")(*running[-1]), "capture did not resume"
-        after = receive(subscriber, lambda topic, m: topic == "emotion", timeout=10)
-        assert after and after[-1][0] == "emotion"
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(5) == 0
-        subscriber.close()
+    lost = daemon.receive(state_is("lost"), timeout=10)
+    assert lost and state_is("lost")(*lost[-1]), "the loss was not reported"
+    assert daemon.running()
+    virtual_microphone.start_server()
+    running = daemon.receive(state_is("running"), timeout=20)
+    assert running and state_is("running")(*running[-1]), "capture did not resume"
+    after = daemon.receive(lambda topic, m: topic == "emotion", timeout=10)
+    assert after and after[-1][0] == "emotion"
+    assert daemon.stop(timeout=5) == 0

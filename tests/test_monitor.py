@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import zmq
-from daemon_support import ipc_address, serve, shipped_model_dir
+from daemon_support import emostream_command, free_port, ipc_address
 from needs import unavailable
 from rich.console import Console
 from test_client import emotion_message, status_message
@@ -159,17 +158,7 @@ def tmux(tmp_path) -> Iterator[Tmux]:
 
 
 def monitor_command(address: str) -> str:
-    executable = shutil.which("emostream")
-    assert executable, "the emostream command is not installed (pip install -e .)"
-    return f"{executable} monitor {address} --stale-after 1.5"
-
-
-def free_address() -> str:
-    socket = zmq.Context.instance().socket(zmq.PUB)
-    socket.bind("tcp://127.0.0.1:*")
-    address = socket.getsockopt(zmq.LAST_ENDPOINT).decode()
-    socket.close()
-    return address
+    return f"{emostream_command()[0]} monitor {address} --stale-after 1.5"
 
 
 class Publisher:
@@ -206,7 +195,7 @@ class Publisher:
 
 
 def test_monitor_says_nothing_is_publishing_when_no_daemon_runs_and_quits_on_ctrl_c(tmux):
-    address = free_address()
+    address = f"tcp://127.0.0.1:{free_port()}"
     tmux.start(f"{monitor_command(address)}; echo exit status $?; sleep 60")
     screen = tmux.wait_for(lambda s: "Nothing is publishing" in s)
     assert address in screen
@@ -218,7 +207,7 @@ def test_monitor_says_nothing_is_publishing_when_no_daemon_runs_and_quits_on_ctr
 
 
 def test_monitor_shows_label_bars_timeline_gaps_and_status(tmux):
-    address = free_address()
+    address = f"tcp://127.0.0.1:{free_port()}"
     tmux.start(monitor_command(address))
     tmux.wait_for(lambda s: "Nothing is publishing" in s)
     publisher = Publisher(address, label="anger", skip=4)
@@ -243,7 +232,7 @@ def _line_with(screen: str, text: str) -> str:
 
 
 def test_monitor_reconnects_and_counts_a_restart_when_the_daemon_comes_back(tmux):
-    address = free_address()
+    address = f"tcp://127.0.0.1:{free_port()}"
     tmux.start(monitor_command(address))
     first = Publisher(address, label="anger", first_seq=100)
     try:
@@ -269,35 +258,28 @@ def two_utterances(test_clips, tmp_path_factory) -> Path:
     return path
 
 
-def test_monitor_follows_a_real_daemon_through_its_end_and_restart(tmux, two_utterances, tmp_path):
-    model_dir = shipped_model_dir()
+def test_monitor_follows_a_real_daemon_through_its_end_and_restart(
+    tmux, two_utterances, tmp_path, running_daemon
+):
     address = ipc_address(tmp_path)
-    arguments = ("--source", str(two_utterances), "--bind", address, "--models-dir", str(model_dir))
+    arguments = ("--source", str(two_utterances), "--bind", address)
     tmux.start(monitor_command(address))
     tmux.wait_for(lambda s: "Nothing is publishing" in s)
-    first = serve(*arguments)
-    try:
-        screen = tmux.wait_for(lambda s: "daemon: running" in s and "cnn →" in s, timeout=30)
-        assert "models cnn, lstm" in screen
-        assert "sequence gaps: 0 emotion" in screen
-        assert re.search(r"latency \d+ ms", screen)
-        assert first.wait(30) == 0, first.stderr.read()
-    finally:
-        if first.poll() is None:
-            first.kill()
+    first = running_daemon(*arguments)
+    screen = tmux.wait_for(lambda s: "daemon: running" in s and "cnn →" in s, timeout=30)
+    assert "models cnn, lstm" in screen
+    assert "sequence gaps: 0 emotion" in screen
+    assert re.search(r"latency \d+ ms", screen)
+    assert first.process.wait(30) == 0, first.errors()
     tmux.wait_for(lambda s: "daemon: ended" in s or "No messages for" in s)
-    second = serve(*arguments)
-    try:
-        screen = tmux.wait_for(lambda s: "1 daemon restart" in s, timeout=30)
-        assert "daemon: running" in screen or "daemon: ended" in screen
-    finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(10)
+    running_daemon(*arguments)
+    screen = tmux.wait_for(lambda s: "1 daemon restart" in s, timeout=30)
+    assert "daemon: running" in screen or "daemon: ended" in screen
 
 
 def test_without_a_terminal_the_monitor_says_what_to_use_instead():
     result = subprocess.run(
-        [shutil.which("emostream") or "emostream", "monitor", free_address()],
+        [*emostream_command(), "monitor", f"tcp://127.0.0.1:{free_port()}"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -285,7 +285,7 @@ def test_a_bad_broker_url_is_one_line_naming_the_setting(tmp_path):
 
 
 def test_an_unreachable_broker_is_one_line_naming_it(tmp_path):
-    from test_security import free_port
+    from daemon_support import free_port
 
     url = f"mqtt://127.0.0.1:{free_port()}"
     line = one_error_line(bridge_error("--broker", url, config=write_config(tmp_path)))

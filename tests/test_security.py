@@ -7,9 +7,6 @@ wildcard address is only ever reached through loopback.
 from __future__ import annotations
 
 import logging
-import random
-import signal
-import socket
 import stat
 import subprocess
 import time
@@ -17,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from daemon_support import ROOT, emostream_command, serve, shipped_model_dir
+from daemon_support import ISOLATED_CONFIG, ROOT, emostream_command, free_port
 from test_monitor import monitor_command, tmux  # noqa: F401 (the tmux fixture)
 
 from streamer.client import ClientError, Emotion, Quiet, Status, Subscriber
@@ -27,27 +24,6 @@ from streamer.publish import AuthorisedClients, Publisher, PublishError
 from streamer.wire import is_loopback
 
 CLIP = ROOT / "tests" / "data" / "03a01Wa.wav"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now, below the ephemeral range.
-
-    Subscribers connect before the daemon binds and keep retrying; to a port in the ephemeral
-    range, Linux sometimes picks that very port as the source and the socket connects to itself
-    (TCP simultaneous open), which then keeps the daemon from binding it.
-    """
-    lowest_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        for port in random.sample(range(10000, lowest_ephemeral), 200):
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    finally:
-        probe.close()
-    raise AssertionError("no free port below the ephemeral range")
 
 
 def one_error_line(stderr: str) -> list[str]:
@@ -136,7 +112,8 @@ def test_the_default_bind_is_loopback():
 def test_a_non_loopback_bind_without_keys_is_refused_in_one_line_naming_it(host, tmp_path):
     address = f"tcp://{host}:{free_port()}"
     refused = subprocess.run(
-        [*emostream_command(), "serve", "--source", str(CLIP), "--bind", address],
+        [*emostream_command(), "serve", "--config", str(ISOLATED_CONFIG), "--source", str(CLIP)]
+        + ["--bind", address],
         capture_output=True,
         text=True,
         timeout=30,
@@ -147,21 +124,17 @@ def test_a_non_loopback_bind_without_keys_is_refused_in_one_line_naming_it(host,
     assert "--insecure" in lines[0] and "Traceback" not in refused.stderr
 
 
-def test_insecure_allows_a_plain_non_loopback_bind_and_says_so(tmp_path):
+def test_insecure_allows_a_plain_non_loopback_bind_and_says_so(running_daemon):
     port = free_port()
     subscriber = Subscriber(f"tcp://127.0.0.1:{port}", quiet_after=None)
-    daemon = serve(
-        "--source", str(CLIP), "--bind", f"tcp://0.0.0.0:{port}", "--insecure",
-        "--models-dir", str(shipped_model_dir()), "--wait-subscriber", "10",
-    )  # fmt: skip
+    daemon = running_daemon("--source", str(CLIP), "--bind", f"tcp://0.0.0.0:{port}", "--insecure")
     try:
         event = subscriber.receive(timeout=20)
         assert isinstance(event, Status | Emotion)
     finally:
         subscriber.close()
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(5) == 0
-    assert "unencrypted to anyone who connects (--insecure)" in daemon.stderr.read()
+    assert daemon.stop(timeout=5) == 0
+    assert "unencrypted to anyone who connects (--insecure)" in daemon.errors()
 
 
 def test_a_publisher_refuses_keys_it_cannot_use(keys, tmp_path):
@@ -174,7 +147,9 @@ def test_a_publisher_refuses_keys_it_cannot_use(keys, tmp_path):
         Publisher("tcp://0.0.0.0:1", 10, keys["server_secret"], None, device="bench-1")
 
 
-def test_only_an_authorised_client_receives_and_everyone_else_receives_nothing(keys):
+def test_only_an_authorised_client_receives_and_everyone_else_receives_nothing(
+    keys, running_daemon
+):
     """CURVE on a real daemon: alice's key is in the clients directory, mallory's is not, a
     plain subscriber has no key, and a fourth client expects another server's key."""
     port = free_port()
@@ -202,10 +177,9 @@ def test_only_an_authorised_client_receives_and_everyone_else_receives_nothing(k
     plain.setsockopt(zmq.LINGER, 0)
     plain.setsockopt(zmq.SUBSCRIBE, b"")
     plain.connect(address)
-    daemon = serve(
+    daemon = running_daemon(
         "--source", str(CLIP), "--loop", "--bind", f"tcp://0.0.0.0:{port}",
         "--curve-secret", str(keys["server_secret"]), "--curve-clients", str(keys["clients"]),
-        "--models-dir", str(shipped_model_dir()),
     )  # fmt: skip
     others_received: list[str] = []
     try:
@@ -225,7 +199,7 @@ def test_only_an_authorised_client_receives_and_everyone_else_receives_nothing(k
                     others_received.append(name)
             if plain.poll(0):
                 others_received.append("plain")
-        assert sum(isinstance(e, Emotion) for e in alice_events) >= 4, f"daemon: {daemon.poll()}"
+        assert sum(isinstance(e, Emotion) for e in alice_events) >= 4, daemon.errors()
         assert any(isinstance(e, Status) and e.source_state == "running" for e in alice_events)
         emotions = [e for e in alice_events if isinstance(e, Emotion)]
         assert any(e.label == "angry" for e in emotions)
@@ -240,10 +214,9 @@ def test_only_an_authorised_client_receives_and_everyone_else_receives_nothing(k
         for subscriber in (alice, mallory, misled):
             subscriber.close()
         plain.close()
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(5) == 0
+    assert daemon.stop(timeout=5) == 0
     assert others_received == []
-    log = daemon.stderr.read()
+    log = daemon.errors()
     assert "(CURVE)" in log and "1 authorised client keys" in log
 
 
@@ -258,23 +231,23 @@ def test_the_client_api_names_a_bad_key_file(keys, tmp_path):
         Subscriber("tcp://127.0.0.1:1", curve_secret_key=keys["alice_secret"])
 
 
-def test_the_monitor_shows_an_encrypted_stream_with_the_client_keys(keys, tmux):  # noqa: F811
+def test_the_monitor_shows_an_encrypted_stream_with_the_client_keys(
+    keys,
+    tmux,  # noqa: F811
+    running_daemon,
+):
     port = free_port()
-    daemon = serve(
+    daemon = running_daemon(
         "--source", str(CLIP), "--loop", "--bind", f"tcp://127.0.0.1:{port}",
         "--curve-secret", str(keys["server_secret"]), "--curve-clients", str(keys["clients"]),
-        "--models-dir", str(shipped_model_dir()),
     )  # fmt: skip
-    try:
-        tmux.start(
-            f"{monitor_command(f'tcp://127.0.0.1:{port}')} "
-            f"--curve-secret {keys['alice_secret']} --curve-server {keys['server_public']}"
-        )
-        screen = tmux.wait_for(lambda s: "daemon: running" in s and "cnn →" in s, timeout=30)
-        assert "ANGRY" in screen or "angry" in screen
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(5) == 0
+    tmux.start(
+        f"{monitor_command(f'tcp://127.0.0.1:{port}')} "
+        f"--curve-secret {keys['alice_secret']} --curve-server {keys['server_public']}"
+    )
+    screen = tmux.wait_for(lambda s: "daemon: running" in s and "cnn →" in s, timeout=30)
+    assert "ANGRY" in screen or "angry" in screen
+    assert daemon.stop(timeout=5) == 0
 
 
 def refusal(subscriber: Subscriber, timeout: float = 10.0) -> str | None:

@@ -13,13 +13,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 from daemon_support import (
+    ISOLATED_CONFIG,
     ROOT,
     emostream_command,
     ipc_address,
-    receive,
-    serve,
     shipped_model_dir,
-    subscribe,
 )
 
 from streamer.audio import read_audio
@@ -29,7 +27,8 @@ from streamer.wire import message_schema
 
 
 def serve_command() -> list[str]:
-    return [*emostream_command(), "serve"]
+    """``emostream serve`` reading the tests' empty settings file alone."""
+    return [*emostream_command(), "serve", "--config", str(ISOLATED_CONFIG)]
 
 
 @pytest.fixture(scope="module")
@@ -54,25 +53,11 @@ def ended(topic: str, message: dict) -> bool:
 
 
 def test_a_file_streams_end_to_end_and_equals_offline_classification(
-    model_dir, conversation, tmp_path
+    model_dir, conversation, running_daemon
 ):
-    address = ipc_address(tmp_path)
-    subscriber = subscribe(address)
-    daemon = serve(
-        "--source",
-        str(conversation),
-        "--fast",
-        "--bind",
-        address,
-        "--models-dir",
-        str(model_dir),
-        "--wait-subscriber",
-        "10",
-        "--device",
-        "kitchen-pi",
-    )
-    messages = receive(subscriber, ended, timeout=60)
-    assert daemon.wait(10) == 0, daemon.stderr.read()
+    daemon = running_daemon("--source", str(conversation), "--fast", "--device", "kitchen-pi")
+    messages = daemon.receive(ended, timeout=60)
+    assert daemon.process.wait(10) == 0, daemon.errors()
     schema = message_schema()
     for _, message in messages:
         jsonschema.validate(message, schema)
@@ -103,36 +88,22 @@ def test_a_file_streams_end_to_end_and_equals_offline_classification(
     same_label = sum(m["label"] == r.label for m, r in zip(emotions, offline, strict=True))
     assert same_label >= 0.9 * len(offline)
     assert any(m["speech"] for m in emotions) and not emotions[-1]["speech"]
-    subscriber.close()
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_the_daemon_within_one_second_with_exit_status_zero(
-    model_dir, conversation, tmp_path, stop_signal
+    conversation, running_daemon, stop_signal
 ):
-    address = ipc_address(tmp_path)
-    subscriber = subscribe(address)
-    daemon = serve(
-        "--source",
-        str(conversation),
-        "--bind",
-        address,
-        "--models-dir",
-        str(model_dir),
-        "--wait-subscriber",
-        "10",
-    )
-    first = receive(subscriber, lambda topic, m: topic == "emotion", timeout=15)
-    assert first and first[-1][0] == "emotion", daemon.stderr.read() if daemon.poll() else ""
+    daemon = running_daemon("--source", str(conversation))
+    first = daemon.receive(lambda topic, m: topic == "emotion", timeout=15)
+    assert first and first[-1][0] == "emotion", daemon.errors()
     started = time.monotonic()
-    daemon.send_signal(stop_signal)
-    status = daemon.wait(5)
+    status = daemon.stop(stop_signal, timeout=5)
     elapsed = time.monotonic() - started
     assert status == 0 and elapsed < 1.0, (status, elapsed)
-    final = receive(subscriber, ended, timeout=1)
+    final = daemon.receive(ended, timeout=1)
     assert final and ended(*final[-1])
-    assert "Traceback" not in daemon.stderr.read()
-    subscriber.close()
+    assert "Traceback" not in daemon.errors()
 
 
 def test_the_readme_demo_prints_a_label_line_and_ends_with_the_clip(model_dir, tmp_path):
@@ -152,27 +123,19 @@ def test_the_readme_demo_prints_a_label_line_and_ends_with_the_clip(model_dir, t
     assert 2.0 <= elapsed < 2.0 + 3.0  # real-time pace; startup and shutdown in the rest
 
 
-def test_sd_notify_reports_ready_watchdog_and_stopping(model_dir, tmp_path):
+def test_sd_notify_reports_ready_watchdog_and_stopping(running_daemon, tmp_path):
     notify_path = tmp_path / "notify.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(notify_path))
     listener.settimeout(10)
     env = {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "200000"}
     clip = ROOT / "tests" / "data" / "03a02Ta.wav"
-    daemon = serve(
-        "--source",
-        str(clip),
-        "--bind",
-        ipc_address(tmp_path),
-        "--models-dir",
-        str(model_dir),
-        env=env,
-    )
+    daemon = running_daemon("--source", str(clip), env=env)
     received = []
     while not received or "STOPPING=1" not in received[-1]:
         received.append(listener.recv(4096).decode())
-    assert daemon.wait(5) == 0
-    assert "READY=1" in received[0] and f"MAINPID={daemon.pid}" in received[0]
+    assert daemon.process.wait(5) == 0
+    assert "READY=1" in received[0] and f"MAINPID={daemon.process.pid}" in received[0]
     watchdogs = sum("WATCHDOG=1" in r for r in received)
     assert watchdogs >= 10  # every 0.1 s over a 2 s clip
     listener.close()
@@ -238,25 +201,18 @@ def test_a_microphone_without_portaudio_is_one_line_saying_what_to_install(model
     ], result.stderr
 
 
-def test_a_busy_address_is_named(model_dir, tmp_path, test_clips):
-    address = ipc_address(tmp_path)
-    first = serve("--source", str(test_clips[0]), "--bind", address, "--models-dir", str(model_dir))
-    try:
-        subscriber = subscribe(address)
-        assert receive(subscriber, lambda topic, m: True, timeout=10)
-        second = subprocess.run(
-            [*serve_command(), "--source", str(test_clips[0]), "--bind", address],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert second.returncode != 0
-        assert f"{address}: address already in use" in second.stderr
-        assert "Traceback" not in second.stderr
-        subscriber.close()
-    finally:
-        first.terminate()
-        first.wait(5)
+def test_a_busy_address_is_named(running_daemon, test_clips):
+    first = running_daemon("--source", str(test_clips[0]))
+    assert first.receive(lambda topic, m: True, timeout=10)
+    second = subprocess.run(
+        [*serve_command(), "--source", str(test_clips[0]), "--bind", first.address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode != 0
+    assert f"{first.address}: address already in use" in second.stderr
+    assert "Traceback" not in second.stderr
 
 
 def test_the_daemon_never_imports_tensorflow(model_dir, tmp_path):

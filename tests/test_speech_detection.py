@@ -8,15 +8,13 @@ these tests hold the daemon to the bar of issue 9 on all of them.
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from daemon_support import ipc_address, receive, serve, shipped_model_dir, subscribe
+from daemon_support import RunningDaemon, shipped_model_dir
 from pulse_support import PrivatePulse, require_pulseaudio
 
 from streamer.audio import read_audio
@@ -51,40 +49,27 @@ def quiet_ravdess(datasets: Path) -> list[Path]:
     return clips
 
 
-def emotion_messages(address: str, daemon: subprocess.Popen, timeout: float) -> list[dict]:
+def emotion_messages(daemon: RunningDaemon, timeout: float) -> list[dict]:
     """Every emotion message until the daemon reports its file source ended."""
-    subscriber = subscribe(address)
-    try:
-        messages = receive(
-            subscriber,
-            lambda topic, m: topic == "status" and m["source"]["state"] == "ended",
-            timeout=timeout,
-        )
-    finally:
-        subscriber.close()
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(10)
+    messages = daemon.receive(
+        lambda topic, m: topic == "status" and m["source"]["state"] == "ended", timeout=timeout
+    )
     emotions = [m for topic, m in messages if topic == "emotion"]
     assert [m["seq"] for m in emotions] == list(range(len(emotions))), "messages were lost"
     return emotions
 
 
 def test_everyday_sounds_served_from_a_file_are_rarely_speech_and_almost_never_labelled(
-    nonspeech, tmp_path
+    nonspeech, tmp_path, running_daemon
 ):
     recordings = sorted(nonspeech.glob("*/*.flac"))
     assert len(recordings) >= 200
     audio = np.concatenate([read_audio(path, RATE) for path in recordings])
     source = tmp_path / "nonspeech.wav"
     sf.write(source, audio, RATE, subtype="PCM_16")
-    settings = tmp_path / "emostream.toml"
-    settings.write_text("[publish]\nsend_hwm = 100000\n")  # --fast must not outrun the reader
-    address = ipc_address(tmp_path)
-    daemon = serve(
-        "--source", str(source), "--fast", "--bind", address, "--config", str(settings),
-        "--models-dir", str(shipped_model_dir()), "--wait-subscriber", "20",
-    )  # fmt: skip
-    emotions = emotion_messages(address, daemon, timeout=600)
+    # A large queue: --fast must not outrun the reader.
+    daemon = running_daemon("--source", str(source), "--fast", "--send-hwm", "100000")
+    emotions = emotion_messages(daemon, timeout=600)
     assert len(emotions) == 1 + (len(audio) - 31872) // 8000
     speech = sum(m["speech"] for m in emotions) / len(emotions)
     labelled = sum(m["label"] is not None for m in emotions) / len(emotions)
@@ -146,7 +131,7 @@ def test_the_same_clip_gets_the_same_label_at_every_level(models, datasets):
 
 @pytest.mark.mic
 def test_everyday_sounds_into_the_virtual_microphone_are_not_speech_but_a_voice_is(
-    nonspeech, test_clips, tmp_path
+    nonspeech, test_clips, tmp_path, running_daemon
 ):
     """Live, through a private PulseAudio server: 3 s of one recording of each kind, then a
     voice."""
@@ -163,23 +148,16 @@ def test_everyday_sounds_into_the_virtual_microphone_are_not_speech_but_a_voice_
     sounds_end = len(sounds) / RATE
 
     pulse = PrivatePulse()
-    address = ipc_address(tmp_path)
-    subscriber = subscribe(address)
-    daemon = serve(
-        "--source", "mic:pulse", "--bind", address, "--models-dir", str(shipped_model_dir()),
-        "--wait-subscriber", "10", env=pulse.env,
-    )  # fmt: skip
     try:
-        first = receive(subscriber, lambda topic, m: topic == "emotion", timeout=20)
+        daemon = running_daemon("--source", "mic:pulse", env=pulse.env)
+        first = daemon.receive(lambda topic, m: topic == "emotion", timeout=20)
         assert first and first[-1][0] == "emotion", "no window from the microphone"
         started = first[-1][1]["window"]["end"]
         pulse.play(played).wait(len(sounds) / RATE + 30)
         time.sleep(2.5)
-        messages = first + receive(subscriber, lambda topic, m: False, timeout=0.5)
+        messages = first + daemon.receive(lambda topic, m: False, timeout=0.5)
+        daemon.stop()
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(10)
-        subscriber.close()
         pulse.stop()
     emotions = [m for topic, m in messages if topic == "emotion"]
     # Playback starts a little after `started`: windows ending before the voice hold only sounds.

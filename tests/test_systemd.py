@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from daemon_support import emostream_command, free_port
 from needs import unavailable
 
 from streamer.config import load_config
@@ -48,8 +49,7 @@ def installed_copy(unit: Path, directory: Path, install_path: str) -> Path:
     ``verify`` refuses a unit whose program does not exist, and the units name the install
     location README.md describes; only that path is replaced.
     """
-    executable = shutil.which("emostream")
-    assert executable, "the emostream command is not installed (pip install -e .)"
+    executable = emostream_command()[0]
     text = unit.read_text()
     assert install_path in text
     copy = directory / unit.name
@@ -293,7 +293,7 @@ def require_mount_namespaces() -> None:
 
 def test_the_daemon_runs_under_the_system_units_restrictions(systemd_analyze, test_clips):
     require_mount_namespaces()
-    from daemon_support import receive, shipped_model_dir, subscribe
+    from daemon_support import ISOLATED_CONFIG, receive, shipped_model_dir, subscribe
 
     model_dir = shipped_model_dir()
     service = read_unit(SYSTEM_UNIT)["Service"]
@@ -307,13 +307,13 @@ def test_the_daemon_runs_under_the_system_units_restrictions(systemd_analyze, te
     environment["SANDBOX_FAMILIES"] = ",".join(str(int(family)) for family in families)
     environment["SANDBOX_KEEP"] = os.pathsep.join(kept_paths())
     assert {"strict", "privatetmp", "nnp"} <= set(flags)
-    port = free_tcp_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     subscriber = subscribe(address)
     daemon = subprocess.Popen(
         ["unshare", "--mount", "--pid", "--fork", sys.executable, "-c", SANDBOX, ",".join(flags)]
-        + [shutil.which("emostream") or "emostream", "serve", "--fast", "--bind", address]
-        + ["--wait-subscriber", "10"]
+        + [*emostream_command(), "serve", "--config", str(ISOLATED_CONFIG), "--fast"]
+        + ["--bind", address, "--wait-subscriber", "10"]
         + ["--source", str(test_clips[1]), "--models-dir", str(model_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -322,14 +322,19 @@ def test_the_daemon_runs_under_the_system_units_restrictions(systemd_analyze, te
     )
     messages: list[tuple[str, dict]] = []
     deadline = time.monotonic() + 60
-    # Poll in short slices so a daemon that dies in the sandbox fails the test at once.
-    while time.monotonic() < deadline and not (messages and ended(*messages[-1])):
-        messages += receive(subscriber, ended, timeout=0.5)
-        if daemon.poll() is not None:
+    try:
+        # Poll in short slices so a daemon that dies in the sandbox fails the test at once.
+        while time.monotonic() < deadline and not (messages and ended(*messages[-1])):
             messages += receive(subscriber, ended, timeout=0.5)
-            break
-    subscriber.close()
-    assert daemon.wait(10) == 0, daemon.stderr.read()[-2000:]
+            if daemon.poll() is not None:
+                messages += receive(subscriber, ended, timeout=0.5)
+                break
+        assert daemon.wait(10) == 0, daemon.stderr.read()[-2000:]
+    finally:
+        subscriber.close()
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
     emotions = [message for topic, message in messages if topic == "emotion"]
     assert emotions and emotions[0]["speech"], messages
 
@@ -352,7 +357,7 @@ def test_the_mqtt_bridge_runs_under_its_units_restrictions(systemd_analyze, tmp_
     config.write_text(f'[publish]\ndevice = "sandboxed"\n[mqtt]\nbroker = "{broker.url}"\n')
     bridge = subprocess.Popen(
         ["unshare", "--mount", "--pid", "--fork", sys.executable, "-c", SANDBOX, ",".join(flags)]
-        + [shutil.which("emostream") or "emostream", "mqtt", "--config", str(config)]
+        + [*emostream_command(), "mqtt", "--config", str(config)]
         + [f"ipc://{tmp_path}/no-daemon.sock"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -418,9 +423,3 @@ def test_the_sandbox_really_refuses_what_the_unit_would(tmp_path):
 
 def ended(topic: str, message: dict) -> bool:
     return topic == "status" and message["source"]["state"] == "ended"
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
