@@ -380,7 +380,7 @@ class Subscriber:
         for topic in topics:
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii"))
         # Handshake outcomes, the only sign a subscriber gets that the daemon refused it.
-        self._handshakes = self._socket.get_monitor_socket(
+        self._handshakes: zmq.Socket = self._socket.get_monitor_socket(
             zmq.EVENT_HANDSHAKE_SUCCEEDED | _HANDSHAKE_FAILED
         )
         try:

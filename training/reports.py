@@ -136,7 +136,7 @@ def _confusion_pngs(report: dict, directory: Path, stem: str) -> list[Path]:
             axes.text(
                 j,
                 i,
-                int(count),
+                str(int(count)),
                 ha="center",
                 va="center",
                 color="white" if rates[i, j] > 0.5 else "black",

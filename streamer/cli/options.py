@@ -72,7 +72,12 @@ class SettingFlag:
             return CommaSeparated()
         if kind is Path:
             return click.Path(path_type=Path)
-        return {int: click.INT, float: click.FLOAT, str: click.STRING}[kind]
+        scalars: dict[Any, click.ParamType] = {
+            int: click.INT,
+            float: click.FLOAT,
+            str: click.STRING,
+        }
+        return scalars[kind]
 
     def _help(self) -> str:
         return f"{self.help}  [default: {self._shown_default()}]"
@@ -208,9 +213,10 @@ def settings_options(*settings: str) -> Callable[[Callable[..., Any]], Callable[
             settings = dataclasses.replace(effective, config=config)
             return command(*args, settings=settings, **options)
 
+        decorated: Callable[..., Any] = with_settings
         for flag in reversed(flags):
-            with_settings = flag.option()(with_settings)
-        return config_file_option(with_settings)
+            decorated = flag.option()(decorated)
+        return config_file_option(decorated)
 
     return decorate
 

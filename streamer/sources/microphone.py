@@ -168,7 +168,8 @@ class Microphone(AudioSource):
         if self.state == "ended":
             return None
         if self.state == "lost":
-            return self._retry(timeout)
+            self._retry(timeout)
+            return None
         samples, captured_at = self._ring.read(timeout)  # type: ignore[union-attr]
         now = time.monotonic()
         if len(samples) == 0:
