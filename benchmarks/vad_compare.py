@@ -342,14 +342,14 @@ def print_table(rows: list[dict[str, object]]) -> None:
     header = ["detector", "setting"]
     header += [f"non-speech held out {lv}" for lv in levels]
     header += [f"speech held out {lv}" for lv in levels]
-    header += ["actor 05 quiet -45", "ms/hop", "MiB"]
+    header += ["actor 05 quiet own", "actor 05 quiet -45", "ms/hop", "MiB"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:
         cells = [str(row["detector"]), f"≥ {row['threshold']:g}, {row['min_speech_seconds']:g} s"]
         cells += [f"{100 * float(row[f'nonspeech held out {lv}']):.1f} %" for lv in levels]
         cells += [f"{100 * float(row[f'speech held out {lv}']):.1f} %" for lv in levels]
-        cells += [f"{100 * float(row['actor05 quiet -45']):.0f} %"]
+        cells += [f"{100 * float(row[f'actor05 quiet {lv}']):.0f} %" for lv in ("own", "-45")]
         cells += [f"{float(row['hop_ms']):.2f}", f"{float(row['memory_mib']):.1f}"]
         print("| " + " | ".join(cells) + " |")
     print()

@@ -128,6 +128,8 @@ class Emotion:
     speech_probability: float | None = None
     """The voice-activity detector's highest frame probability of speech in the window (0..1);
     None from a daemon older than the field."""
+    speech_seconds: float | None = None
+    """Time in the window the detector judged speech (seconds); None from an older daemon."""
     payload: bytes = field(default=b"", repr=False, compare=False)
     """The JSON frame as received, for passing the message on unchanged (the MQTT bridge)."""
 
@@ -229,6 +231,7 @@ def parse_message(topic: bytes, payload: bytes) -> Emotion | Status:
             device=fields.optional_text("device", required=False),
             level_db=fields.optional_number("level_db"),
             speech_probability=fields.optional_number("speech_probability"),
+            speech_seconds=fields.optional_number("speech_seconds"),
             payload=payload,
         )
     source = _Fields(fields.mapping("source"), "source.")

@@ -28,7 +28,10 @@ PANEL_MARGIN = 4
 BAR_WIDTH = 24
 """Characters of a full probability bar."""
 METER_WIDTH = 40
-"""Characters of the input level meter, which spans METER_FLOOR_DB to 0 dBFS."""
+"""Most characters of the input level meter, which spans METER_FLOOR_DB to 0 dBFS; fewer on a
+narrow terminal, so that its line never wraps."""
+METER_TEXT = 40
+"""Columns of the meter's line besides the bar (label, level, speech)."""
 METER_FLOOR_DB = -80.0
 """Level at the meter's left end: digital silence in the daemon's features."""
 SILENCE_MARK = "·"
@@ -208,24 +211,25 @@ def _bars(state: MonitorState) -> Table:
     return table
 
 
-def _meter(emotion: Emotion) -> Text:
-    """The input level as a bar, and whether the detector hears speech."""
+def _meter(emotion: Emotion, width: int) -> Text:
+    """The input level as a bar, and whether the detector hears speech, in ``width`` columns."""
     line = Text("input ")
     if emotion.level_db is None:
-        line.append("(level not reported by this daemon)", style="grey50")
+        line.append("(level not reported)", style="grey50")
     else:
+        bar_width = max(5, min(METER_WIDTH, width - METER_TEXT))
         fraction = (emotion.level_db - METER_FLOOR_DB) / -METER_FLOOR_DB
-        filled = round(max(0.0, min(1.0, fraction)) * METER_WIDTH)
+        filled = round(max(0.0, min(1.0, fraction)) * bar_width)
         line.append("█" * filled, style="green")
-        line.append("░" * (METER_WIDTH - filled), style="grey37")
+        line.append("░" * (bar_width - filled), style="grey37")
         line.append(f" {emotion.level_db:6.1f} dBFS")
-    line.append("   voice ")
+    line.append("  ")
     if emotion.speech:
         line.append("● speech", style="bold green")
     else:
         line.append("○ no speech", style="grey50")
-    if emotion.speech_probability is not None:
-        line.append(f" (detector {emotion.speech_probability * 100:.0f}%)")
+    if emotion.speech_seconds is not None:
+        line.append(f" {emotion.speech_seconds:.1f} s")
     return line
 
 
@@ -286,7 +290,7 @@ def render(state: MonitorState, now: float | None = None, width: int = 80) -> Re
     now = time.monotonic() if now is None else now
     parts: list[RenderableType] = [_headline(state, now)]
     if state.emotion is not None and state.publishing(now):
-        parts.append(_meter(state.emotion))
+        parts.append(_meter(state.emotion, width - PANEL_MARGIN))
     if state.bars:
         parts += [Text(), _bars(state)]
     if state.emotion is not None:

@@ -53,6 +53,7 @@ def emotion_message(seq: int, label: str | None = "anger", speech: bool = True) 
         "latency_ms": 48.5,
         "level_db": -23.0 if speech else -70.0,
         "speech_probability": 0.97 if speech else 0.02,
+        "speech_seconds": 1.6 if speech else 0.0,
     }
 
 
