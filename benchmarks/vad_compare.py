@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,12 @@ def _silero() -> Callable[[np.ndarray], np.ndarray]:
     from streamer.vad import SpeechDetector
 
     detector = SpeechDetector(SPEC.window_seconds)
-    return detector.push
+
+    def push(samples: np.ndarray) -> np.ndarray:
+        detector.push(samples)
+        return detector.score()
+
+    return push
 
 
 def _webrtc(mode: int) -> Callable[[], Callable[[np.ndarray], np.ndarray]]:
@@ -307,7 +313,7 @@ def main() -> None:
     for detector in DETECTORS:
         by_key = results[detector.name]
         threshold, min_speech = choose(detector, by_key, args.max_false)
-        row: dict[str, object] = {
+        row: dict[str, Any] = {
             "detector": detector.name,
             "threshold": detector.thresholds[threshold],
             "min_speech_seconds": min_speech,
@@ -337,7 +343,7 @@ def main() -> None:
         args.json.write_text(json.dumps(rows, indent=2))
 
 
-def print_table(rows: list[dict[str, object]]) -> None:
+def print_table(rows: list[dict[str, Any]]) -> None:
     levels = [_level_name(level) for level in LEVELS]
     header = ["detector", "setting"]
     header += [f"non-speech held out {lv}" for lv in levels]

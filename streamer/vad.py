@@ -36,7 +36,9 @@ class SpeechDetector:
     """Streaming Silero VAD over one continuous stream of 16 kHz samples.
 
     ``push`` takes blocks of any size; frames are counted from the first sample after the last
-    ``reset``, frame ``k`` spanning samples ``[k * 512, (k + 1) * 512)``. The newest
+    ``reset``, frame ``k`` spanning samples ``[k * 512, (k + 1) * 512)``. Frames are scored
+    when their probabilities are asked for (``score``, ``probabilities``): one model call for a
+    hop's 16 frames costs a third of what a call per capture block does. The newest
     probabilities are kept, so ``probabilities(start, end)`` answers for a recent window.
     """
 
@@ -67,14 +69,18 @@ class SpeechDetector:
         self.frames_seen = 0
         """Frames scored since the last reset."""
 
-    def push(self, samples: np.ndarray) -> np.ndarray:
-        """Adds samples ((n,) float32 at 16 kHz); returns the probabilities of the frames they
-        complete ((frames,) float32 in [0, 1])."""
-        pending = np.concatenate([self._pending, np.asarray(samples, np.float32)])
+    def push(self, samples: np.ndarray) -> None:
+        """Adds samples ((n,) float32 at 16 kHz), to be scored when next asked for."""
+        self._pending = np.concatenate([self._pending, np.asarray(samples, np.float32)])
+
+    def score(self) -> np.ndarray:
+        """Scores every complete frame pushed and not yet scored; returns their probabilities
+        ((frames,) float32 in [0, 1])."""
+        pending = self._pending
         count = len(pending) // FRAME_SAMPLES
-        self._pending = pending[count * FRAME_SAMPLES :]
         if count == 0:
             return np.zeros(0, np.float32)
+        self._pending = pending[count * FRAME_SAMPLES :]
         frames = pending[: count * FRAME_SAMPLES].reshape(count, FRAME_SAMPLES)
         inputs = np.empty((count, CONTEXT_SAMPLES + FRAME_SAMPLES), np.float32)
         inputs[:, CONTEXT_SAMPLES:] = frames
@@ -92,8 +98,10 @@ class SpeechDetector:
         return probabilities
 
     def probabilities(self, start: int, end: int) -> np.ndarray:
-        """Probabilities of the scored frames lying wholly in samples ``[start, end)`` since the
-        last reset ((frames,) float32); frames older than the history are left out."""
+        """Probabilities of the frames lying wholly in samples ``[start, end)`` since the last
+        reset ((frames,) float32), scoring what was pushed first; frames older than the history
+        are left out."""
+        self.score()
         first = max(-(-start // FRAME_SAMPLES), self.frames_seen - len(self._history))
         last = min(end // FRAME_SAMPLES, self.frames_seen)
         if last <= first:

@@ -18,21 +18,25 @@ def speech(test_clips) -> np.ndarray:
     return np.concatenate([first, np.zeros(16000, np.float32), second])
 
 
-def scores(audio: np.ndarray, block_size: int) -> np.ndarray:
-    detector = SpeechDetector(2.0)
-    pushed = [detector.push(audio[s : s + block_size]) for s in range(0, len(audio), block_size)]
-    return np.concatenate(pushed)
+def scores(audio: np.ndarray, block_size: int, detector: SpeechDetector | None = None):
+    """Probabilities of every frame of ``audio`` pushed in blocks, each block scored at once."""
+    detector = detector or SpeechDetector(2.0)
+    scored = []
+    for start in range(0, len(audio), block_size):
+        detector.push(audio[start : start + block_size])
+        scored.append(detector.score())
+    return np.concatenate(scored)
 
 
 @pytest.mark.parametrize("block_size", [7, 512, 1024, 1600])
 def test_frame_probabilities_do_not_depend_on_the_block_size(speech, block_size):
-    whole = SpeechDetector(2.0).push(speech)
+    whole = scores(speech, len(speech))
     assert len(whole) == len(speech) // FRAME_SAMPLES
     np.testing.assert_array_equal(scores(speech, block_size), whole)
 
 
 def test_speech_frames_are_likely_speech_and_silence_is_not(speech, test_clips):
-    probabilities = SpeechDetector(2.0).push(speech)
+    probabilities = scores(speech, len(speech))
     first = len(read_audio(test_clips[0], 16000))
     gap = probabilities[first // FRAME_SAMPLES + 4 : (first + 16000) // FRAME_SAMPLES]
     assert gap.max() < 0.1
@@ -41,7 +45,7 @@ def test_speech_frames_are_likely_speech_and_silence_is_not(speech, test_clips):
 
 def test_a_window_gets_the_frames_wholly_inside_it(speech):
     detector = SpeechDetector(2.0)
-    every = detector.push(speech[:48000])  # 93 frames: the history keeps the newest 65
+    every = scores(speech[:48000], 48000, detector)  # 93 frames: the history keeps the newest 65
     np.testing.assert_array_equal(detector.probabilities(16000, 48000), every[32:93])
     np.testing.assert_array_equal(detector.probabilities(16385, 47615), every[33:92])
     assert len(detector.probabilities(0, 48000)) == 65  # older frames are gone
@@ -50,12 +54,22 @@ def test_a_window_gets_the_frames_wholly_inside_it(speech):
 
 def test_reset_starts_a_new_stream(speech):
     detector = SpeechDetector(2.0)
-    detector.push(speech[:20000])
+    scores(speech[:20000], 20000, detector)
+    detector.push(speech[:300])  # pending, not yet a frame: forgotten too
     detector.reset()
-    np.testing.assert_array_equal(
-        detector.push(speech[:20000]), SpeechDetector(2.0).push(speech[:20000])
-    )
+    again = scores(speech[:20000], 20000, detector)
+    np.testing.assert_array_equal(again, scores(speech[:20000], 20000))
     assert detector.frames_seen == 20000 // FRAME_SAMPLES
+
+
+def test_frames_are_scored_when_asked_for(speech):
+    detector = SpeechDetector(2.0)
+    detector.push(speech[:5000])
+    detector.push(speech[5000:16000])
+    assert detector.frames_seen == 0
+    window = detector.probabilities(0, 16000)
+    assert detector.frames_seen == 31
+    np.testing.assert_array_equal(window, scores(speech[:16000], 16000))
 
 
 def test_an_unreadable_detector_model_is_a_one_line_error_naming_it(tmp_path):
