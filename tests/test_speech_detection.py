@@ -77,6 +77,7 @@ def test_everyday_sounds_served_from_a_file_are_rarely_speech_and_almost_never_l
     assert labelled <= 0.01, f"{labelled:.1%} of {len(emotions)} non-speech windows labelled"
 
 
+@pytest.mark.corpus
 def test_nearly_every_utterance_has_speech_including_the_quietest_voices(models, datasets):
     clips = every_nth(sorted((datasets / "ravdess").glob("Actor_*/*.flac")), 240)
     clips += every_nth(sorted((datasets / "tess").glob("*/*.flac")), 240)
@@ -107,6 +108,7 @@ def sweep_clips(datasets: Path) -> list[Path]:
     return clips + every_nth(sorted((datasets / "emodb" / "wav").glob("*.wav")), 20)
 
 
+@pytest.mark.corpus
 def test_the_detector_decides_speech_alike_at_every_level(models, datasets):
     sweep = level_sweep(models, sweep_clips(datasets))
     loud = [r.speech for r in sweep[-10]]
@@ -116,6 +118,7 @@ def test_the_detector_decides_speech_alike_at_every_level(models, datasets):
         assert same >= 0.95 * len(loud), f"{level} dBFS: {same} of {len(loud)} windows agree"
 
 
+@pytest.mark.corpus
 @pytest.mark.xfail(
     strict=True,
     reason="the features' absolute -80 dB floor (FeatureSpec.amin) moves quiet windows' inputs; "
