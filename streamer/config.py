@@ -271,6 +271,12 @@ class MqttConfig:
             bool(self.curve_server_key) == bool(self.curve_secret_key),
             "and mqtt.curve_secret_key must be given together",
         )
+        _require(
+            self,
+            "password_file",
+            bool(self.username) or not self.password_file,
+            "needs mqtt.username",
+        )
         _require(self, "offline_after", self.offline_after > 0, "must be positive")
         _require(self, "keepalive_seconds", self.keepalive_seconds >= 5, "must be at least 5")
         _require(self, "retry_max_seconds", self.retry_max_seconds >= 1, "must be at least 1")

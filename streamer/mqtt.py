@@ -126,7 +126,7 @@ class BrokerLink:
                 reason = f"cannot load CA certificates ({error})"
                 raise MqttError(f"{settings.ca_file or 'system CA'}: {reason}") from None
         if will is not None:
-            client.will_set(will[0], will[1], qos=1, retain=True)
+            client.will_set(will[0], will[1], qos=0, retain=True)
         client.reconnect_delay_set(1, max(1, round(settings.retry_max_seconds)))
         client.connect_timeout = settings.connect_timeout
         client.on_connect = self._connected_callback
@@ -181,7 +181,9 @@ class BrokerLink:
         """Hands one message to the network; False when it was dropped instead of queued.
 
         Dropped: the broker is away, or ``max_unsent`` messages still wait for the socket.
-        Retained messages go with QoS 1 (they matter after a restart), the stream with QoS 0.
+        Everything goes with QoS 0: paho would hold QoS 1 messages across a reconnection and
+        send them after what ``on_connected`` republishes, so an old retained value could
+        overwrite a new one; what a lost connection loses is republished or superseded.
         """
         if not self.connected:
             return False
@@ -189,7 +191,7 @@ class BrokerLink:
             if self._unsent >= self.settings.max_unsent:
                 return False
             self._unsent += 1
-        info = self._client.publish(topic, payload, qos=1 if retain else 0, retain=retain)
+        info = self._client.publish(topic, payload, qos=0, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             with self._unsent_lock:
                 self._unsent -= 1
@@ -197,8 +199,7 @@ class BrokerLink:
         return True
 
     def flush(self, timeout: float) -> None:
-        """Waits up to ``timeout`` seconds for handed-over messages to leave (retained ones: to
-        be acknowledged by the broker)."""
+        """Waits up to ``timeout`` seconds for handed-over messages to reach the socket."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.connected:
             with self._unsent_lock:

@@ -52,6 +52,9 @@ def test_the_file_overrides_defaults_and_overrides_override_the_file(tmp_path):
         ({"source": {"fast": "yes"}}, "'source.fast': expected bool"),
         ({"publish": {"bind": "udp://1.2.3.4:5"}}, "'publish.bind' must start with"),
         ({"publish": {"device": "living room"}}, "'publish.device' must be letters, digits"),
+        ({"mqtt": {"broker": "http://pi:1883"}}, "'mqtt.broker' must be mqtt://HOST"),
+        ({"mqtt": {"password_file": "/etc/pw"}}, "'mqtt.password_file' needs mqtt.username"),
+        ({"mqtt": {"topic_prefix": "emo/#"}}, "'mqtt.topic_prefix' must be topic levels"),
     ],
 )
 def test_an_invalid_setting_is_one_line_naming_its_key(overrides, message):
