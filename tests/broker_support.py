@@ -89,6 +89,8 @@ class Mosquitto:
         self.config = directory / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n")
         self.process: subprocess.Popen | None = None
+        self.subscriptions: list[Subscription] = []
+        """Every mosquitto_sub started here, ended by ``close`` even when a test fails."""
         self.start()
 
     def start(self) -> None:
@@ -128,7 +130,15 @@ class Mosquitto:
             stderr=subprocess.PIPE,
             text=True,
         )
-        return Subscription(process)
+        self.subscriptions.append(Subscription(process))
+        return self.subscriptions[-1]
+
+    def close(self) -> None:
+        """Stops the broker and every subscription to it."""
+        for subscription in self.subscriptions:
+            if subscription.process.poll() is None:
+                subscription.close()
+        self.stop()
 
     def retained(self, topic: str, timeout: float = 2.0) -> dict[str, str]:
         """Retained messages under ``topic`` as the broker holds them now (a fresh client)."""

@@ -36,7 +36,7 @@ DISCOVERY_TOPIC = re.compile(
 def broker(tmp_path) -> Iterator[Mosquitto]:
     broker = Mosquitto(tmp_path)
     yield broker
-    broker.stop()
+    broker.close()
 
 
 @pytest.fixture
@@ -318,7 +318,7 @@ def test_refused_credentials_are_one_line_and_accepted_ones_connect(tmp_path):
         assert bridge.wait(5) == 0, bridge.stderr.read()
         watcher.close()
     finally:
-        broker.stop()
+        broker.close()
 
 
 def test_a_missing_password_file_is_one_line_naming_it(tmp_path, broker):
@@ -392,4 +392,4 @@ def test_mqtts_with_the_brokers_ca_connects_and_without_it_is_one_line(tmp_path)
         assert bridge.wait(5) == 0, bridge.stderr.read()
         watcher.close()
     finally:
-        broker.stop()
+        broker.close()

@@ -380,7 +380,7 @@ def test_the_mqtt_bridge_runs_under_its_units_restrictions(systemd_analyze, tmp_
     finally:
         if bridge.poll() is None:
             bridge.kill()
-        broker.stop()
+        broker.close()
 
 
 def test_the_sandbox_really_refuses_what_the_unit_would(tmp_path):
