@@ -18,7 +18,9 @@ from training.corpora import (
     corpus_dir,
     labels,
     load_corpus,
+    load_labelled,
     speakers,
+    subset_per_speaker,
 )
 from training.dataset import build_windows
 
@@ -74,7 +76,10 @@ def test_each_ravdess_emotion_code_gives_its_documented_emotion(tmp_path):
     for code in RAVDESS_EMOTIONS:
         _touch(tmp_path / "Actor_05" / f"03-01-{code}-01-02-01-05.wav")
     _touch(tmp_path / "Actor_05" / "01-01-05-01-02-01-05.wav")  # video with audio: not ours
+    _touch(tmp_path / "Actor_05" / "03-01-09-01-02-01-05.wav")  # no such emotion
+    _touch(tmp_path / "Actor_05" / "03-01-05-01-02-05.wav")  # a field missing
     utterances = load_corpus("ravdess", tmp_path)
+    assert len(utterances) == len(RAVDESS_EMOTIONS)
     assert {u.path.stem.split("-")[2]: u.label for u in utterances} == RAVDESS_EMOTIONS
     assert {u.speaker for u in utterances} == {"ravdess:05"}
 
@@ -91,6 +96,8 @@ def test_each_tess_emotion_word_gives_its_documented_emotion(tmp_path):
     for word in TESS_EMOTIONS:
         _touch(tmp_path / f"YAF_{word}" / f"YAF_back_{word}.wav")
     _touch(tmp_path / "OAF_neutral" / "OA_bite_neutral.wav")  # the corpus's own typo
+    _touch(tmp_path / "YAF_bored" / "YAF_back_bored.wav")  # no such emotion in TESS
+    _touch(tmp_path / "YAF_angry" / "notes.wav")
     utterances = load_corpus("tess", tmp_path)
     young = [u for u in utterances if u.speaker == "tess:YAF"]
     assert {u.path.stem.split("_")[-1]: u.label for u in young} == TESS_EMOTIONS
@@ -105,6 +112,54 @@ def test_the_shipped_policy_merges_calm_into_neutral_and_drops_boredom(tmp_path)
     kept = SHIPPED_POLICY.apply(utterances)
     assert [(u.path.stem, u.label) for u in kept] == [("calm", "neutral"), ("angry", "angry")]
     assert NATIVE_POLICY.apply(utterances) == utterances
+
+
+def test_emodb_lives_in_its_wav_folder_the_others_in_their_own(tmp_path):
+    assert corpus_dir(tmp_path, "emodb") == tmp_path / "emodb" / "wav"
+    assert corpus_dir(tmp_path, "ravdess") == tmp_path / "ravdess"
+
+
+def test_labels_come_in_canonical_order_and_speakers_sorted(tmp_path):
+    utterances = [
+        Utterance(tmp_path / f"{n}.wav", "x", f"x:{speaker}", label)
+        for n, (speaker, label) in enumerate(
+            [("b", "sad"), ("a", "zany"), ("b", "neutral"), ("c", "calm"), ("a", "sad")]
+        )
+    ]
+    assert labels(utterances) == ["neutral", "calm", "sad", "zany"]
+    assert speakers(utterances) == ["x:a", "x:b", "x:c"]
+
+
+def test_a_subset_keeps_at_most_that_many_of_each_speaker_at_random():
+    utterances = [
+        Utterance(Path(f"{s}{i}.wav"), "x", f"x:{s}", "sad") for s in "ab" for i in range(6)
+    ]
+    utterances += [Utterance(Path("c0.wav"), "x", "x:c", "sad")]
+    chosen = subset_per_speaker(utterances, 4, seed=1)
+    assert [sum(u.speaker == f"x:{s}" for u in chosen) for s in "abc"] == [4, 4, 1]
+    assert all(u in utterances for u in chosen) and len(set(chosen)) == len(chosen)
+    assert chosen == subset_per_speaker(utterances, 4, seed=1)
+    assert chosen != subset_per_speaker(utterances, 4, seed=2)
+    own = [u for u in chosen if u.speaker == "x:a"]
+    assert own == sorted(own, key=utterances.index)  # in their corpus order
+
+
+def test_labelled_utterances_of_several_corpora_follow_the_policy(tmp_path):
+    for code in ("01", "02", "05"):
+        _touch(tmp_path / "ravdess" / "Actor_01" / f"03-01-{code}-01-01-01-01.wav")
+    for letter in ("W", "L"):
+        _touch(tmp_path / "emodb" / "wav" / f"03a01{letter}a.wav")
+    utterances, classes, y = load_labelled(["ravdess", "emodb"], tmp_path, SHIPPED_POLICY)
+    assert classes == ["neutral", "angry"]
+    assert [(u.corpus, u.label) for u in utterances] == [
+        ("ravdess", "neutral"),
+        ("ravdess", "neutral"),
+        ("ravdess", "angry"),
+        ("emodb", "angry"),
+    ]
+    assert list(y) == [0, 0, 1, 1]
+    few, _, _ = load_labelled(["ravdess"], tmp_path, NATIVE_POLICY, per_speaker=2)
+    assert len(few) == 2 and {u.label for u in few} <= {"neutral", "calm", "angry"}
 
 
 def test_cremad_names_give_speaker_and_emotion(tmp_path):

@@ -9,7 +9,15 @@ import pytest
 
 from training.corpora import Utterance
 from training.dataset import WindowSet
-from training.evaluate import confusion_scores, fold_windows, scores, speaker_folds
+from training.evaluate import (
+    confusion_scores,
+    fold_windows,
+    mean_scores,
+    random_fold,
+    rescored,
+    scores,
+    speaker_folds,
+)
 
 
 def _utterances(corpus: str, speakers: list[str], per_speaker: int) -> list[Utterance]:
@@ -38,6 +46,14 @@ def test_emodb_and_tess_leave_one_speaker_out():
     assert [f.name for f in emodb] == ["03", "08", "09"]
     tess = speaker_folds("tess", _utterances("tess", ["OAF", "YAF"], 4))
     assert [(f.name, len(f.train), len(f.test)) for f in tess] == [("OAF", 4, 4), ("YAF", 4, 4)]
+
+
+def test_a_corpus_of_many_speakers_gets_five_folds_and_one_of_ten_leaves_each_out():
+    many = speaker_folds("cremad", _utterances("cremad", [f"{n:04d}" for n in range(23)], 2))
+    assert [len(f.test) // 2 for f in many] == [5, 5, 5, 5, 3]
+    assert many[0].name == "0000+0001+0002+0003+0004"
+    ten = speaker_folds("savee", _utterances("savee", [f"S{n}" for n in range(10)], 2))
+    assert [f.name for f in ten] == [f"S{n}" for n in range(10)]
 
 
 def test_augmented_copies_of_test_utterances_never_reach_training():
@@ -79,3 +95,61 @@ def test_scores_of_probabilities_give_confusion_and_cross_entropy():
     assert figures["confusion"] == [[1, 0], [1, 1]]
     assert figures["loss"] == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4])))
     assert figures["unweighted_accuracy"] == pytest.approx(0.75)
+
+
+def test_the_random_split_keeps_a_fifth_for_testing_in_each_class_and_no_utterance_twice():
+    utterances = [
+        Utterance(Path(f"{i}.wav"), "x", f"x:{i % 3}", "angry" if i < 40 else "sad")
+        for i in range(50)
+    ]
+    fold = random_fold(utterances, seed=3)
+    assert fold.name == "random"
+    assert len(fold.test) == 10 and len(fold.train) == 40
+    assert sorted([*fold.train, *fold.test]) == list(range(50))
+    assert list(fold.test) == sorted(fold.test) and list(fold.train) == sorted(fold.train)
+    assert sum(utterances[i].label == "sad" for i in fold.test) == 2  # stratified: 10 of 50
+    assert list(random_fold(utterances, seed=3).test) == list(fold.test)
+    assert list(random_fold(utterances, seed=4).test) != list(fold.test)
+    assert len(random_fold(utterances, seed=3, test_share=0.4).test) == 20
+
+
+def _fold(confusion: list[list[int]], loss: float, agreement: float | None = None) -> dict:
+    figures = {**confusion_scores(confusion), "loss": loss, "confusion": confusion}
+    model = {"float": figures, "int8": dict(figures)}
+    if agreement is not None:
+        model["agreement"] = agreement
+    return {"models": {"cnn": model}}
+
+
+def test_mean_scores_average_each_figure_over_folds_and_pool_the_confusion_matrices():
+    first, second = [[9, 1], [2, 2]], [[1, 0], [0, 5]]
+    summary = mean_scores([_fold(first, 0.5, 0.9), _fold(second, 1.5, 0.7)])
+    for variant in ("float", "int8"):
+        figures = summary["cnn"][variant]
+        assert figures["loss"] == pytest.approx(1.0)
+        assert figures["unweighted_accuracy"] == pytest.approx((0.7 + 1.0) / 2)
+        assert figures["weighted_accuracy"] == pytest.approx((11 / 14 + 1.0) / 2)
+        assert figures["confusion"] == [[10, 1], [2, 7]]
+        assert figures["pooled"] == confusion_scores([[10, 1], [2, 7]])
+        assert figures["pooled"]["unweighted_accuracy"] == pytest.approx((10 / 11 + 7 / 9) / 2)
+    assert summary["cnn"]["agreement"] == pytest.approx(0.8)
+
+
+def test_mean_scores_leave_out_what_the_folds_did_not_measure():
+    fold = _fold([[1, 0], [0, 1]], 0.1)
+    del fold["models"]["cnn"]["int8"]
+    summary = mean_scores([fold])
+    assert set(summary["cnn"]) == {"float"}
+
+
+def test_rescoring_recomputes_every_figure_from_the_confusion_matrices_and_keeps_losses():
+    fold = _fold([[9, 1], [2, 2]], 0.25)
+    fold["models"]["cnn"]["float"]["unweighted_accuracy"] = 0.99  # as an older formula had it
+    fold["models"]["cnn"]["int8"]["macro_f1"] = 0.0
+    report = rescored({"folds": [fold]})
+    for variant in ("float", "int8"):
+        figures = report["folds"][0]["models"]["cnn"][variant]
+        assert figures["unweighted_accuracy"] == pytest.approx(0.7)
+        assert figures["macro_f1"] == pytest.approx(confusion_scores([[9, 1], [2, 2]])["macro_f1"])
+        assert figures["loss"] == 0.25
+    assert report["mean"]["cnn"]["float"]["unweighted_accuracy"] == pytest.approx(0.7)

@@ -72,6 +72,24 @@ def test_streaming_frames_equal_whole_clip_frames_at_any_block_size(test_clips, 
     np.testing.assert_array_equal(window.mfcc_energy, whole.mfcc_energy[-SPEC.n_frames :])
 
 
+@pytest.mark.parametrize(("extra_hops", "windows"), [(0, 1), (1, 2), (3, 4)])
+def test_a_clip_gives_one_window_per_hop_after_the_first_window(extra_hops, windows):
+    extractor = FeatureExtractor(SPEC)
+    samples = SPEC.window_samples - (SPEC.window_samples - SPEC.n_fft) % SPEC.hop_length
+    audio = np.ones(samples + extra_hops * 8000, np.float32)
+    assert len(extractor.windows(audio, 0.5)) == windows
+    assert len(extractor.windows(audio[:-1], 0.5)) == max(1, windows - 1)
+
+
+def test_a_short_clip_is_padded_with_silence_at_its_end():
+    extractor = FeatureExtractor(SPEC)
+    audio = np.random.default_rng(4).normal(0, 0.1, 8000)  # float64 in, as numpy makes it
+    (window,) = extractor.windows(audio, 0.5)
+    padded = np.concatenate([audio, np.zeros(SPEC.window_samples - 8000)]).astype(np.float32)
+    np.testing.assert_array_equal(window.log_mel, extractor.frames(padded).log_mel)
+    assert window.log_mel.dtype == np.float32
+
+
 def test_cmvn_gives_each_column_zero_mean_and_unit_variance(test_clips):
     extractor = FeatureExtractor(SPEC)
     window = extractor.windows(read_audio(test_clips[0], SPEC.sample_rate), 0.5)[0]

@@ -167,6 +167,22 @@ def test_a_short_clip_yields_one_padded_window(models, test_clips):
     assert len(results) == 1 and results[0].speech
 
 
+def test_a_short_clip_is_classified_once_and_captured_at_the_end_of_its_window(models, test_clips):
+    audio = read_audio(test_clips[1], 16000)[:16000]
+    (result,) = classify_clip(audio, models)
+    assert (result.start, result.end) == (0.0, pytest.approx(1.992))
+    assert result.captured_at == pytest.approx(result.end)
+
+
+def test_a_stream_that_never_got_a_sample_finishes_with_nothing(models):
+    assert Pipeline(models, PipelineConfig()).finish(0.0) == []
+
+
+def test_classify_clip_steps_by_half_a_second_unless_told(models, speech):
+    starts = [r.start for r in classify_clip(speech[: 4 * 16000], models)]
+    assert starts == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
+
+
 def test_classify_clip_uses_the_hop_it_is_given(models, speech):
     assert len(classify_clip(speech, models, hop_seconds=1.0)) == 1 + (len(speech) - 31872) // 16000
 

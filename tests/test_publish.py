@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -11,7 +12,7 @@ import zmq
 from daemon_support import ipc_address, receive, subscribe
 
 from streamer.pipeline import ModelOutput, WindowResult
-from streamer.publish import Publisher, PublishError, format_echo
+from streamer.publish import Publisher, PublishError, emotion_message, format_echo
 from streamer.wire import message_schema
 
 PROBABILITIES = {"angry": 0.7, "neutral": 0.2, "sad": 0.1}
@@ -168,6 +169,32 @@ def test_echo_lines_are_readable():
     assert "angry" in line and "0.70" in line and "cnn angry 0.70" in line
     silent = {**message, "speech": False, "label": None, "models": {}}
     assert format_echo(silent).endswith("(no speech)")
+
+
+def test_an_echo_line_shows_the_window_label_confidence_and_each_models_verdict():
+    result = dataclasses.replace(
+        window(3),
+        label=None,
+        confidence=0.31,
+        models={
+            "cnn": ModelOutput("angry", PROBABILITIES),
+            "lstm": ModelOutput("sad", {"angry": 0.3, "neutral": 0.1, "sad": 0.6}),
+        },
+    )
+    line = format_echo(emotion_message(result, 7, result.captured_at, "bench-1"))
+    assert line == "   1.50-  3.49 s  (unsure)   0.31  [cnn angry 0.70, lstm sad 0.60]"
+
+
+def test_an_emotion_message_carries_the_window_as_the_pipeline_judged_it():
+    result = window(2)
+    message = emotion_message(result, 41, result.captured_at + 0.25, "kitchen")
+    assert message["seq"] == 41 and message["device"] == "kitchen"
+    assert message["window"] == {"start": 1.0, "end": pytest.approx(2.992)}
+    assert message["latency_ms"] == pytest.approx(250.0)
+    assert message["models"] == {"cnn": {"label": "angry", "probabilities": PROBABILITIES}}
+    assert (message["speech_seconds"], message["speech_probability"]) == (1.5, 0.9)
+    # A clock stepping back between capture and publication gives no negative latency.
+    assert emotion_message(result, 42, result.captured_at - 1, "kitchen")["latency_ms"] == 0.0
 
 
 def test_the_publisher_can_wait_for_a_first_subscriber(publisher):

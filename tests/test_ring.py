@@ -7,6 +7,7 @@ import time
 import tracemalloc
 
 import numpy as np
+import pytest
 
 from streamer.ring import RingBuffer
 
@@ -53,17 +54,33 @@ def test_a_reader_exactly_one_capacity_behind_loses_nothing():
 def test_a_block_larger_than_the_ring_keeps_its_newest_samples_and_counts_the_rest_lost():
     ring = RingBuffer(100)
     ring.write(ramp(0, 30))
-    ring.write(ramp(30, 250))
-    np.testing.assert_array_equal(ring.read(0)[0], ramp(180, 100))
-    assert (ring.overflows, ring.lost_samples) == (1, 180)
-    ring.write(ramp(280, 10))
-    np.testing.assert_array_equal(ring.read(0)[0], ramp(280, 10))
+    ring.write(ramp(30, 240))
+    np.testing.assert_array_equal(ring.read(0)[0], ramp(170, 100))
+    assert (ring.overflows, ring.lost_samples) == (1, 170)
+    ring.write(ramp(270, 10))
+    np.testing.assert_array_equal(ring.read(0)[0], ramp(270, 10))
+
+
+def test_losses_add_up_over_several_overflows():
+    ring = RingBuffer(100)
+    for start in (0, 150, 300):
+        ring.write(ramp(start, 150))
+        np.testing.assert_array_equal(ring.read(0)[0], ramp(start + 50, 100))
+    assert (ring.overflows, ring.lost_samples) == (3, 150)
+
+
+def test_a_one_sample_ring_works_and_an_empty_one_is_refused():
+    ring = RingBuffer(1)
+    ring.write(ramp(7, 1))
+    np.testing.assert_array_equal(ring.read(0)[0], ramp(7, 1))
+    with pytest.raises(ValueError, match="at least one sample"):
+        RingBuffer(0)
 
 
 def test_read_waits_for_data_then_returns_empty_when_none_came():
     ring = RingBuffer(100)
     samples, captured_at = ring.read(0.05)
-    assert len(samples) == 0 and captured_at == 0.0
+    assert len(samples) == 0 and samples.dtype == np.float32 and captured_at == 0.0
     ring.write(ramp(0, 10))
     samples, captured_at = ring.read(0.05)
     assert len(samples) == 10 and captured_at > 0

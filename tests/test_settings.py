@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import socket
 from pathlib import Path
 
@@ -25,6 +26,39 @@ def test_defaults_publish_on_loopback_with_both_models_every_half_second():
     assert config == Config()
     assert config.publish.bind == "tcp://127.0.0.1:5556"
     assert config.pipeline.models == ("cnn", "lstm") and config.pipeline.hop_seconds == 0.5
+
+
+def test_the_file_may_spell_values_as_toml_writes_them(tmp_path):
+    path = tmp_path / "emostream.toml"
+    path.write_text(
+        '[pipeline]\nmodels = "lstm , cnn"\nhop_seconds = 1\n'
+        '[publish]\ncurve_secret_key = ""\ncurve_clients = ""\n'
+    )
+    config = load_config(path, {})
+    assert config.pipeline.models == ("lstm", "cnn")
+    assert config.pipeline.hop_seconds == 1.0 and isinstance(config.pipeline.hop_seconds, float)
+    assert config.publish.curve_secret_key is None and config.publish.curve_clients is None
+    keys = {"curve_secret_key": "/etc/k/server.key_secret", "curve_clients": "/etc/k/clients"}
+    config = load_config(path, {"publish": keys})
+    assert config.publish.curve_clients == Path("/etc/k/clients")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("[source]\nblock_size = true", "config key 'source.block_size': expected int, got True"),
+        ("[source]\nblock_size = 1.5", "config key 'source.block_size': expected int, got 1.5"),
+        ("[source]\nfast = 1", "config key 'source.fast': expected bool, got 1"),
+        ("[pipeline]\nhop_seconds = false", "'pipeline.hop_seconds': expected float, got False"),
+        ("[pipeline]\nmodels = [1]", "config key 'pipeline.models': expected tuple"),
+        ("[publish]\ncurve_clients = 5", "config key 'publish.curve_clients': expected Path"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_naming_key_type_and_value(tmp_path, line, message):
+    path = tmp_path / "emostream.toml"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path, {})
 
 
 def test_the_file_overrides_defaults_and_overrides_override_the_file(tmp_path):

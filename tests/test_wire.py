@@ -37,3 +37,16 @@ def test_the_daemon_binds_where_a_subscriber_connects_by_default_on_loopback():
     assert PublishConfig().bind == wire.DEFAULT_ADDRESS
     assert wire.connect_address(PublishConfig().bind) == wire.DEFAULT_ADDRESS
     assert wire.is_loopback(wire.DEFAULT_ADDRESS)
+
+
+@pytest.mark.parametrize(
+    ("bind", "address"),
+    [
+        ("tcp://*:5556", "tcp://127.0.0.1:5556"),
+        ("tcp://0.0.0.0:6000", "tcp://127.0.0.1:6000"),
+        ("tcp://192.168.1.5:5556", "tcp://192.168.1.5:5556"),
+        ("ipc:///run/emostream.sock", "ipc:///run/emostream.sock"),
+    ],
+)
+def test_a_wildcard_bind_is_reached_on_loopback_anything_else_as_given(bind, address):
+    assert wire.connect_address(bind) == address
