@@ -143,7 +143,7 @@ def run_soak(
     loop_file = workdir / "emodb-loop.wav"
     audio_seconds = looped_speech(emodb, 150.0, loop_file)
     address = f"ipc://{workdir / 'soak.sock'}"
-    context = zmq.Context.instance()
+    context: zmq.Context = zmq.Context.instance()
     subscriber = context.socket(zmq.SUB)
     subscriber.setsockopt(zmq.LINGER, 0)
     subscriber.setsockopt(zmq.RECONNECT_IVL, 10)

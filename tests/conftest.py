@@ -31,6 +31,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     after = sound_server_state(USER_ENVIRONMENT)
     if after != USER_SOUND_SERVER:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        assert reporter is not None
         reporter.ensure_newline()
         reporter.write_line(
             f"FAILED: the tests changed the user's sound server: {USER_SOUND_SERVER} -> {after}",

@@ -66,7 +66,7 @@ def free_port() -> int:
 
 def subscribe(address: str) -> zmq.Socket:
     """A SUB socket on ``address`` for both topics, reconnecting quickly so nothing is missed."""
-    context = zmq.Context.instance()
+    context: zmq.Context = zmq.Context.instance()
     socket = context.socket(zmq.SUB)
     socket.setsockopt(zmq.RECONNECT_IVL, 10)
     socket.setsockopt(zmq.LINGER, 0)

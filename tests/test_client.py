@@ -81,7 +81,7 @@ def status_message(seq: int, started_at: float = DAEMON_STARTED_AT) -> dict:
 
 @pytest.fixture
 def publisher() -> Iterator[zmq.Socket]:
-    socket = zmq.Context.instance().socket(zmq.PUB)
+    socket: zmq.Socket = zmq.Context.instance().socket(zmq.PUB)
     socket.setsockopt(zmq.LINGER, 0)
     socket.bind("tcp://127.0.0.1:*")
     yield socket
@@ -89,7 +89,7 @@ def publisher() -> Iterator[zmq.Socket]:
 
 
 def endpoint(socket: zmq.Socket) -> str:
-    return socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+    return socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
 def send(socket: zmq.Socket, message: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -115,7 +116,7 @@ def test_the_random_split_keeps_a_fifth_for_testing_in_each_class_and_no_utteran
 
 def _fold(confusion: list[list[int]], loss: float, agreement: float | None = None) -> dict:
     figures = {**confusion_scores(confusion), "loss": loss, "confusion": confusion}
-    model = {"float": figures, "int8": dict(figures)}
+    model: dict[str, Any] = {"float": figures, "int8": dict(figures)}
     if agreement is not None:
         model["agreement"] = agreement
     return {"models": {"cnn": model}}

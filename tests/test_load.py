@@ -22,7 +22,7 @@ from daemon_support import free_port
 from pulse_support import PrivatePulse, require_pulseaudio
 
 from streamer.audio import read_audio
-from streamer.client import parse_message
+from streamer.client import Status, parse_message
 
 SUBSCRIBERS = 100
 
@@ -74,7 +74,7 @@ class Readers:
         topic, payload = socket.recv_multipart()
         event = parse_message(topic, payload)
         self.seqs[self._index[socket]][topic.decode()].append(event.seq)
-        if topic == b"status" and event.seq >= self.last_status.get("seq", -1):
+        if isinstance(event, Status) and event.seq >= self.last_status.get("seq", -1):
             self.last_status = {**event.__dict__, "state": event.source_state}
 
     def all_live_received(self) -> bool:

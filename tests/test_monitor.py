@@ -165,7 +165,7 @@ class Publisher:
     """Publishes contract-shaped messages from a thread, like a daemon would."""
 
     def __init__(self, address: str, label: str, first_seq: int = 0, skip: int = 0) -> None:
-        self.socket = zmq.Context.instance().socket(zmq.PUB)
+        self.socket: zmq.Socket = zmq.Context.instance().socket(zmq.PUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.bind(address)
         self.label = label

@@ -120,6 +120,6 @@ def test_every_setting_has_a_docstring_for_its_flag_help():
             assert docs.get(setting.name), f"{section}.{setting.name}: no docstring"
 
 
-def test_settings_are_frozen():
+def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         PipelineConfig().hop_seconds = 1.0  # type: ignore[misc]

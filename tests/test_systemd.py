@@ -38,7 +38,7 @@ def systemd_analyze() -> str:
 def read_unit(path: Path) -> configparser.ConfigParser:
     """The unit as sections of keys; a repeated key keeps its last value."""
     unit = configparser.ConfigParser(strict=False, interpolation=None)
-    unit.optionxform = str  # systemd keys are case-sensitive
+    unit.optionxform = str  # type: ignore[assignment, method-assign]  # systemd keys: case-sensitive
     unit.read_string(path.read_text())
     return unit
 
