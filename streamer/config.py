@@ -222,12 +222,12 @@ class MqttConfig:
 
     broker: str = "mqtt://127.0.0.1:1883"
     """Broker URL: mqtt://HOST[:PORT] (port 1883) or mqtts://HOST[:PORT] (TLS, port 8883)."""
-    ca_file: str = ""
-    """CA certificates (PEM) an mqtts:// broker's certificate must be signed by; "" trusts the
-    system's."""
+    ca_file: Path | None = None
+    """CA certificates (PEM) an mqtts:// broker's certificate must be signed by; unset (or "")
+    trusts the system's."""
     username: str = ""
     """User name for the broker; "" connects anonymously."""
-    password_file: str = ""
+    password_file: Path | None = None
     """File whose first line is the broker password (kept off the command line and out of
     this file)."""
     client_id: str = ""
@@ -240,10 +240,14 @@ class MqttConfig:
     daemon: str = ""
     """Address of the daemon whose stream the bridge passes on; "" is the local daemon
     ([publish] bind)."""
-    curve_secret_key: str = field(default="", metadata=flag("--curve-secret", "--curve-secret-key"))
+    curve_secret_key: Path | None = field(
+        default=None, metadata=flag("--curve-secret", "--curve-secret-key")
+    )
     """The bridge's own key pair file (NAME.key_secret), for a daemon that publishes with
     CURVE."""
-    curve_server_key: str = field(default="", metadata=flag("--curve-server", "--curve-server-key"))
+    curve_server_key: Path | None = field(
+        default=None, metadata=flag("--curve-server", "--curve-server-key")
+    )
     """The daemon's public key file (NAME.key); required with curve_secret_key."""
     offline_after: float = 6.0
     """Seconds without a message from the daemon after which the device is offline (the
@@ -268,13 +272,13 @@ class MqttConfig:
         _require(
             self,
             "curve_server_key",
-            bool(self.curve_server_key) == bool(self.curve_secret_key),
+            (self.curve_server_key is None) == (self.curve_secret_key is None),
             "and mqtt.curve_secret_key must be given together",
         )
         _require(
             self,
             "password_file",
-            bool(self.username) or not self.password_file,
+            bool(self.username) or self.password_file is None,
             "needs mqtt.username",
         )
         _require(self, "offline_after", self.offline_after > 0, "must be positive")

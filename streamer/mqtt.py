@@ -72,7 +72,7 @@ class Topics:
         return self._topic("availability")
 
 
-def read_password(path: str) -> str:
+def read_password(path: Path) -> str:
     """First line of the password file ``path``; MqttError naming it when unreadable."""
     try:
         lines = Path(path).read_text().splitlines()
@@ -117,11 +117,13 @@ class BrokerLink:
         )
         client.enable_logger(logging.getLogger("paho"))
         if settings.username:
-            password = read_password(settings.password_file) if settings.password_file else None
+            password = (
+                None if settings.password_file is None else read_password(settings.password_file)
+            )
             client.username_pw_set(settings.username, password)
         if self.endpoint.tls:
             try:
-                client.tls_set(ca_certs=settings.ca_file or None)
+                client.tls_set(ca_certs=None if settings.ca_file is None else str(settings.ca_file))
             except (OSError, ssl.SSLError) as error:
                 reason = f"cannot load CA certificates ({error})"
                 raise MqttError(f"{settings.ca_file or 'system CA'}: {reason}") from None
@@ -155,7 +157,7 @@ class BrokerLink:
             reason, hint = error.reason or str(error), ""
             if isinstance(error, ssl.SSLCertVerificationError):
                 reason = f"certificate verify failed: {error.verify_message}"
-                if not self.settings.ca_file:
+                if self.settings.ca_file is None:
                     hint = "; give the CA that signed its certificate in mqtt.ca_file"
             raise MqttError(f"{url}: TLS with the MQTT broker failed ({reason}){hint}") from None
         except OSError as error:

@@ -20,7 +20,6 @@ import signal
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from streamer import __version__
@@ -212,8 +211,8 @@ def run_bridge(config: Config, stop: threading.Event | None = None) -> None:
     with Subscriber(
         address,
         quiet_after=None,
-        curve_secret_key=Path(settings.curve_secret_key) if settings.curve_secret_key else None,
-        curve_server_key=Path(settings.curve_server_key) if settings.curve_server_key else None,
+        curve_secret_key=settings.curve_secret_key,
+        curve_server_key=settings.curve_server_key,
     ) as subscriber:
         link = BrokerLink(
             settings,
