@@ -38,7 +38,7 @@ class SpeechDetector:
     ``push`` takes blocks of any size; frames are counted from the first sample after the last
     ``reset``, frame ``k`` spanning samples ``[k * 512, (k + 1) * 512)``. Frames are scored
     when their probabilities are asked for (``score``, ``probabilities``): one model call for a
-    hop's 16 frames costs a third of what a call per capture block does. The newest
+    hop's 16 frames took 0.58 ms, a call per 1024-sample capture block 0.74 ms. The newest
     probabilities are kept, so ``probabilities(start, end)`` answers for a recent window.
     """
 
