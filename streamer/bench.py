@@ -288,10 +288,13 @@ def run_bench(
     model_dir: Path,
     clips: list[Path],
     seconds: float = 120.0,
-    hop_seconds: float = 0.5,
+    hop_seconds: float | None = None,
     naive_hops: int = 60,
 ) -> BenchReport:
-    """Runs every measurement on one core and returns the figures."""
+    """Runs every measurement on one core and returns the figures (at the default hop unless
+    ``hop_seconds`` is given)."""
+    if hop_seconds is None:
+        hop_seconds = PipelineConfig().hop_seconds
     cpu = pin_to_one_core()
     models = load_models(model_dir, ("cnn", "lstm"))
     audio = speech_audio(clips, models[0].metadata.features, seconds)

@@ -105,7 +105,7 @@ def classify_file(path: Path, models: list[TFLiteModel], config: PipelineConfig)
         raise AudioError(f"{path}: no such file")
     spec = models[0].metadata.features
     audio = read_audio(path, spec.sample_rate)
-    windows = classify_clip(audio, models, config.hop_seconds, config)
+    windows = classify_clip(audio, models, config=config)
     return summarise(path, len(audio) / spec.sample_rate, windows, config.confidence_threshold)
 
 

@@ -285,17 +285,18 @@ class LabelSmoother:
 def classify_clip(
     audio: np.ndarray,
     models: list[TFLiteModel],
-    hop_seconds: float = 0.5,
+    hop_seconds: float | None = None,
     config: PipelineConfig | None = None,
 ) -> list[WindowResult]:
     """Classifies a whole clip window by window, exactly as the daemon would stream it.
 
     ``audio`` is (samples,) float32 at the models' sample rate (``streamer.audio.read_audio``
-    gives that). ``config`` supplies the gate and smoothing settings (defaults if None); its
-    ``hop_seconds`` is replaced by the argument. Times in the results are seconds into the clip:
+    gives that). ``config`` supplies the gate and smoothing settings (defaults if None); a
+    ``hop_seconds`` given replaces its hop. Times in the results are seconds into the clip:
     ``captured_at`` equals ``end``. A clip shorter than one window yields one padded window.
     """
     base = config or PipelineConfig(models=tuple(m.name for m in models))
-    pipeline = Pipeline(models, dataclasses.replace(base, hop_seconds=hop_seconds))
+    hop = base.hop_seconds if hop_seconds is None else hop_seconds
+    pipeline = Pipeline(models, dataclasses.replace(base, hop_seconds=hop))
     duration = len(audio) / pipeline.spec.sample_rate
     return pipeline.push(audio, captured_at=duration) + pipeline.finish(duration)

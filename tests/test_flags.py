@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+import numpy as np
 import pytest
 from daemon_support import ROOT, emostream_command
 
@@ -300,3 +301,17 @@ def test_train_without_the_training_extra_says_which_package_is_missing():
     assert result.stderr.strip().splitlines() == [
         "Error: train needs keras from the [train] extra: pip install -e '.[train]'"
     ]
+
+
+def test_the_configured_hop_reaches_offline_classification_without_being_restated(test_clips):
+    from daemon_support import shipped_model_dir
+
+    from streamer.audio import read_audio
+    from streamer.models import load_models
+    from streamer.pipeline import classify_clip
+
+    models = load_models(shipped_model_dir(), ("cnn",))
+    audio = np.concatenate([read_audio(clip, 16000) for clip in test_clips[:3]])
+    windows = classify_clip(audio, models, config=PipelineConfig(models=("cnn",), hop_seconds=1.0))
+    starts = [window.start for window in windows]
+    assert len(starts) >= 3 and np.allclose(np.diff(starts), 1.0, atol=0.02), starts
