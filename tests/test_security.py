@@ -127,7 +127,11 @@ def test_a_non_loopback_bind_without_keys_is_refused_in_one_line_naming_it(host,
 def test_insecure_allows_a_plain_non_loopback_bind_and_says_so(running_daemon):
     port = free_port()
     subscriber = Subscriber(f"tcp://127.0.0.1:{port}", quiet_after=None)
-    daemon = running_daemon("--source", str(CLIP), "--bind", f"tcp://0.0.0.0:{port}", "--insecure")
+    # Looping, the daemon is still serving when stopped: a single 2 s clip may end first on a
+    # slow machine, and a signal that lands while the interpreter exits kills it (-15).
+    daemon = running_daemon(
+        "--source", str(CLIP), "--loop", "--bind", f"tcp://0.0.0.0:{port}", "--insecure"
+    )
     try:
         event = subscriber.receive(timeout=20)
         assert isinstance(event, Status | Emotion)
