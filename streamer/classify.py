@@ -5,6 +5,11 @@ a file's per-window labels are those the daemon would publish for the same audio
 verdict averages each model's probabilities over the windows that hold speech, then averages
 the models, as the daemon combines them per window, and withholds the label below the daemon's
 confidence threshold, as the daemon does.
+
+Files are classified cold (features standardised with the training statistics, as for a voice
+never heard), or as a session: recordings of one voice, each file standardised with the
+statistics of the session's OTHER files' speech, as evaluation does with a speaker's other
+utterances and the daemon with the speech it heard before.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ import numpy as np
 from rich import box
 from rich.table import Table
 
+from streamer.adaptation import FixedVoice, session_statistics
 from streamer.audio import AudioError, read_audio
 from streamer.config import PipelineConfig
 from streamer.models import TFLiteModel
-from streamer.pipeline import WindowResult, classify_clip
+from streamer.pipeline import Pipeline, WindowResult, classify_clip
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -99,14 +105,27 @@ def _model_verdict(label: str, probabilities: dict[str, float]) -> dict[str, Any
     return {"label": label, "probabilities": rounded}
 
 
-def classify_file(path: Path, models: list[TFLiteModel], config: PipelineConfig) -> FileResult:
-    """Classifies one file; raises AudioError naming it when it cannot be read."""
+def read_file(path: Path, models: list[TFLiteModel]) -> np.ndarray:
+    """The file's audio at the models' rate; raises AudioError naming it."""
     if not Path(path).is_file():
         raise AudioError(f"{path}: no such file")
-    spec = models[0].metadata.features
-    audio = read_audio(path, spec.sample_rate)
-    windows = classify_clip(audio, models, config=config)
-    return summarise(path, len(audio) / spec.sample_rate, windows, config.confidence_threshold)
+    return read_audio(path, models[0].metadata.features.sample_rate)
+
+
+def classify_file(
+    path: Path,
+    models: list[TFLiteModel],
+    config: PipelineConfig,
+    voice: FixedVoice | None = None,
+    audio: np.ndarray | None = None,
+) -> FileResult:
+    """Classifies one file (cold unless ``voice`` gives statistics); raises AudioError naming
+    it when it cannot be read."""
+    if audio is None:
+        audio = read_file(path, models)
+    windows = classify_clip(audio, models, config=config, voice=voice)
+    duration = len(audio) / models[0].metadata.features.sample_rate
+    return summarise(path, duration, windows, config.confidence_threshold)
 
 
 def summarise(
@@ -153,18 +172,48 @@ def audio_files(paths: list[Path]) -> list[Path]:
 
 
 def classify_files(
-    paths: list[Path], models: list[TFLiteModel], config: PipelineConfig
+    paths: list[Path], models: list[TFLiteModel], config: PipelineConfig, session: bool = False
 ) -> Iterator[FileResult | AudioError]:
     """Each file's result in order, or the AudioError that names why it was skipped.
 
-    A broken file does not stop the others: the caller reports and counts it.
+    With ``session`` the files are one voice: each is standardised with the statistics of the
+    other files' speech windows (cold if they have none). A broken file does not stop the
+    others: the caller reports and counts it.
     """
+    if not session:
+        for path in paths:
+            try:
+                yield classify_file(path, models, config)
+            except AudioError as error:
+                _LOGGER.debug("skipped %s", path, exc_info=True)
+                yield error
+        return
+    training = Pipeline.training_statistics(models)
+    readable: list[tuple[Path, np.ndarray, FixedVoice]] = []
+    outcomes: dict[Path, AudioError] = {}
     for path in paths:
         try:
-            yield classify_file(path, models, config)
+            audio = read_file(path, models)
         except AudioError as error:
-            _LOGGER.debug("skipped %s", path, exc_info=True)
-            yield error
+            outcomes[path] = error
+            continue
+        # A first pass only to see which windows the pipeline calls speech, and their moments.
+        observer = FixedVoice(training)
+        classify_clip(audio, models, config=config, voice=observer)
+        readable.append((path, audio, observer))
+    voices = [observer for _, _, observer in readable]
+    results = {
+        path: classify_file(
+            path,
+            models,
+            config,
+            FixedVoice(session_statistics(voices, index) or training),
+            audio,
+        )
+        for index, (path, audio, _) in enumerate(readable)
+    }
+    for path in paths:
+        yield outcomes.get(path) or results[path]
 
 
 def json_line(result: FileResult) -> str:

@@ -99,11 +99,11 @@ class PipelineConfig:
     models: tuple[str, ...] = field(
         default=MODEL_NAMES,
         metadata=flag(
-            "--model", values={"both": MODEL_NAMES, **{name: (name,) for name in MODEL_NAMES}}
+            "--model", values={"all": MODEL_NAMES, **{name: (name,) for name in MODEL_NAMES}}
         ),
     )
-    """Models to run on every window ("cnn", "lstm" or both); with several, their
-    probabilities are averaged into the published label."""
+    """Models to run on every window ("cnn", "lstm", "functionals" or all); with several,
+    their probabilities are averaged into the published label."""
     model_dir: Path = field(default=DEFAULT_MODEL_DIR, metadata=flag("--models-dir", "--model-dir"))
     """Directory holding NAME.tflite and NAME.json for each model."""
     hop_seconds: float = field(default=0.5, metadata=flag("--hop", "--hop-seconds"))
@@ -315,6 +315,32 @@ _BROKER_RULE = (
 
 
 @dataclass(frozen=True)
+class AdaptationConfig:
+    """Adaptation to the voice and microphone: running statistics of the speech heard."""
+
+    section: ClassVar[str] = "adaptation"
+
+    enabled: bool = field(default=True, metadata=flag("--adapt"))
+    """Standardise features with running statistics of the speech heard (false: always with
+    the training statistics, as for a voice never heard)."""
+    memory_seconds: float = 600.0
+    """Speech the running statistics remember (seconds); older speech fades out."""
+    prior_seconds: float = 30.0
+    """Weight of the training statistics at the start, as seconds of speech."""
+    state_file: str = ""
+    """Where the statistics persist across restarts (only statistics, never audio); "" means
+    $STATE_DIRECTORY/adaptation.json under systemd, else
+    $XDG_STATE_HOME/emostream/adaptation.json."""
+    save_seconds: float = 60.0
+    """Interval between saves of the statistics while adapting (seconds); also saved at exit."""
+
+    def __post_init__(self) -> None:
+        _require(self, "memory_seconds", self.memory_seconds >= 1.0, "must be at least 1 second")
+        _require(self, "prior_seconds", self.prior_seconds > 0, "must be positive")
+        _require(self, "save_seconds", self.save_seconds > 0, "must be positive")
+
+
+@dataclass(frozen=True)
 class Config:
     """All settings of the daemon."""
 
@@ -326,6 +352,8 @@ class Config:
     """ZeroMQ publishing."""
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     """The MQTT bridge and fleet monitor."""
+    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    """Adaptation to the voice and the microphone."""
 
 
 SECTIONS: dict[str, type] = {
@@ -333,6 +361,7 @@ SECTIONS: dict[str, type] = {
     PipelineConfig.section: PipelineConfig,
     PublishConfig.section: PublishConfig,
     MqttConfig.section: MqttConfig,
+    AdaptationConfig.section: AdaptationConfig,
 }
 """Each settings class by its TOML section name, which is also its attribute of ``Config``."""
 

@@ -14,10 +14,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
+from streamer.adaptation import VoiceAdaptation, default_state_file, load_state, save_state
 from streamer.config import Config, ConfigError, SourceConfig
 from streamer.models import ModelError, load_models
 from streamer.notify import Notifier
@@ -63,6 +65,14 @@ class Daemon:
         self._overflows_seen = 0
         self._next_status = 0.0
         self._next_watchdog = 0.0
+        voice = pipeline.voice
+        self.adaptation = voice if isinstance(voice, VoiceAdaptation) else None
+        """The running voice statistics, None when adaptation is off."""
+        self._state_file = state_file(config)
+        self._next_save = time.monotonic() + config.adaptation.save_seconds
+        self._saved_seconds = self.adaptation.adapted_seconds if self.adaptation else 0.0
+        self._save_failed = False
+        self._next_reset_check = 0.0
 
     def run(self, stop: threading.Event) -> None:
         """Serves until ``stop`` is set or a file source ends, then closes everything."""
@@ -87,6 +97,7 @@ class Daemon:
         finally:
             self.notifier.stopping()
             self.source.close()
+            self._save_adaptation()
             self._publish_status()
             self.publisher.close()
             self.notifier.close()
@@ -124,9 +135,37 @@ class Daemon:
         now = time.monotonic()
         if self.source.state != self._last_state or now >= self._next_status:
             self._publish_status()
+        if self.adaptation is not None and now >= self._next_reset_check:
+            self._notice_reset()
+            self._next_reset_check = now + 1.0
+        if now >= self._next_save:
+            self._save_adaptation()
+            self._next_save = now + self.config.adaptation.save_seconds
         if self.notifier.watchdog_seconds and now >= self._next_watchdog:
             self.notifier.watchdog()
             self._next_watchdog = now + self.notifier.watchdog_seconds / 2
+
+    def _notice_reset(self) -> None:
+        """``emostream adapt --reset`` removed the state file this daemon wrote: forget."""
+        if self.adaptation is None:
+            return
+        if self._saved_seconds > 0 and not self._state_file.exists():
+            _LOGGER.info("%s removed: back to the training statistics", self._state_file)
+            self.adaptation.reset()
+            self._saved_seconds = 0.0
+
+    def _save_adaptation(self) -> None:
+        """Persists the statistics if they changed; a failure is logged once, never fatal."""
+        if self.adaptation is None or self.adaptation.adapted_seconds == self._saved_seconds:
+            return
+        try:
+            save_state(self.adaptation, self._state_file)
+        except OSError as error:
+            if not self._save_failed:
+                _LOGGER.warning("%s: cannot save adaptation state (%s)", self._state_file, error)
+            self._save_failed = True
+            return
+        self._saved_seconds = self.adaptation.adapted_seconds
 
     def _publish_status(self) -> None:
         timings = np.array(self._inference_ms) if self._inference_ms else np.zeros(1)
@@ -141,6 +180,7 @@ class Daemon:
             inference_p50_ms=float(p50),
             inference_p99_ms=float(p99),
             models=[model.name for model in self.pipeline.models],
+            adapted_seconds=None if self.adaptation is None else self.adaptation.adapted_seconds,
         )
         self._last_state = self.source.state
         self._next_status = time.monotonic() + self.config.publish.status_seconds
@@ -171,12 +211,35 @@ def build_daemon(
     )
     try:
         models = load_models(config.pipeline.model_dir, config.pipeline.models)
-        pipeline = Pipeline(models, config.pipeline)
+        pipeline = Pipeline(models, config.pipeline, voice_adaptation(models, config))
         source = make_source(config.source, pipeline.spec.sample_rate)
     except BaseException:
         publisher.close()
         raise
     return Daemon(config, source, pipeline, publisher, echo)
+
+
+def state_file(config: Config) -> Path:
+    """Where the voice statistics persist: the configured file, else the state directory's."""
+    return Path(config.adaptation.state_file or default_state_file())
+
+
+def voice_adaptation(models: list, config: Config) -> VoiceAdaptation | None:
+    """Running voice statistics restored from the state file, or None when adaptation is off
+    (or the models' features do not use voice statistics). A bad state file is named in one
+    log line and the training statistics are used."""
+    spec = models[0].metadata.features
+    if not config.adaptation.enabled or spec.normalisation != "speaker":
+        return None
+    adaptation = VoiceAdaptation(
+        Pipeline.training_statistics(models),
+        spec,
+        config.pipeline.hop_seconds,
+        config.adaptation.memory_seconds,
+        config.adaptation.prior_seconds,
+    )
+    load_state(adaptation, state_file(config))
+    return adaptation
 
 
 def serve(config: Config) -> None:

@@ -4,6 +4,15 @@ Frames are computed without centring (``center=False``), so a frame depends only
 samples: the daemon can compute each hop's new frames alone and get exactly the numbers a
 whole-clip computation gives (bit for bit: no step's rounding depends on how many frames are
 computed together). Normalisation is applied per window, after framing.
+
+Model inputs are level-free: each window's levels are taken relative to its loudest frame and
+floored ``dynamic_range_db`` below it, so a microphone's gain changes nothing. With
+``normalisation = "speaker"`` each feature column is then standardised with statistics of the
+voice (``FeatureStatistics``): in training each speaker's own, in evaluation those of the
+speaker's other utterances, in the daemon running statistics of the speech it has heard
+(``streamer.adaptation``), and cold those of the training set. Per-window standardisation would
+throw away what tells a speaker's angry voice from their neutral one (level, spectral balance);
+per-voice statistics keep it and remove only the speaker's and the microphone's baseline.
 """
 
 from __future__ import annotations
@@ -15,8 +24,8 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-NORMALISATIONS = ("cmvn", "none")
-MODEL_INPUTS = ("log_mel", "mfcc_energy")
+NORMALISATIONS = ("speaker", "cmvn", "none")
+MODEL_INPUTS = ("log_mel", "mfcc_energy", "frame_features")
 
 
 @dataclass(frozen=True)
@@ -39,11 +48,17 @@ class FeatureSpec:
     """Lowest mel filter edge (hertz)."""
     fmax: float = 8000.0
     """Highest mel filter edge (hertz)."""
-    amin: float = 1e-8
-    """Power floor before the logarithm: -80 dB, below the noise of a 16-bit recording."""
-    normalisation: str = "cmvn"
-    """Per-window normalisation: "cmvn" (each feature column to zero mean, unit variance over
-    the window, which removes microphone gain and channel colour) or "none"."""
+    amin: float = 1e-20
+    """Power floor before the logarithm (-200 dB): only keeps digital silence finite, far below
+    any recording even at -45 dBFS; the floor that shapes model inputs is ``dynamic_range_db``
+    below the window's loudest frame."""
+    dynamic_range_db: float = 80.0
+    """Level-free inputs: levels relative to the window's loudest frame, floored this many dB
+    below it (so the floor moves with the microphone's gain)."""
+    normalisation: str = "speaker"
+    """"speaker": level-free features standardised per column with a voice's statistics (see
+    the module docstring); "cmvn": each column of a window to zero mean and unit variance over
+    that window; "none": absolute levels as computed."""
 
     def __post_init__(self) -> None:
         if self.normalisation not in NORMALISATIONS:
@@ -63,8 +78,17 @@ class FeatureSpec:
         return 1 + (self.window_samples - self.n_fft) // self.hop_length
 
     def n_columns(self, model_input: str) -> int:
-        """Feature columns per frame for ``model_input`` ("log_mel" or "mfcc_energy")."""
-        return {"log_mel": self.n_mels, "mfcc_energy": self.n_mfcc + 1}[model_input]
+        """Feature columns per frame for ``model_input`` (one of ``MODEL_INPUTS``)."""
+        return {
+            "log_mel": self.n_mels,
+            "mfcc_energy": self.n_mfcc + 1,
+            "frame_features": self.statistics_columns,
+        }[model_input]
+
+    @property
+    def statistics_columns(self) -> int:
+        """Columns of a voice's feature statistics: log-mel bands, then MFCCs and energy."""
+        return self.n_mels + self.n_mfcc + 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -92,6 +116,9 @@ class FrameFeatures:
         return len(self.log_mel)
 
     def get(self, model_input: str) -> np.ndarray:
+        """The columns ``model_input`` reads; "frame_features" is log-mel, MFCCs and energy."""
+        if model_input == "frame_features":
+            return np.concatenate([self.log_mel, self.mfcc_energy], axis=1)
         return {"log_mel": self.log_mel, "mfcc_energy": self.mfcc_energy}[model_input]
 
 
@@ -129,19 +156,39 @@ class FeatureExtractor:
         mfcc_energy = np.concatenate([mfcc, rms_db[:, None]], axis=1)
         return FrameFeatures(mel_db.astype(np.float32), mfcc_energy.astype(np.float32))
 
-    def normalise(self, window: np.ndarray) -> np.ndarray:
-        """Model input from one window of frame features ((n_frames, columns) float32)."""
-        if self.spec.normalisation == "none":
-            return window.astype(np.float32, copy=False)
-        mean = window.mean(axis=0, keepdims=True)
-        std = window.std(axis=0, keepdims=True)
-        return ((window - mean) / (std + 1e-3)).astype(np.float32)
+    def level_free(self, window: FrameFeatures) -> FrameFeatures:
+        """The window relative to its loudest frame (RMS level), floored ``dynamic_range_db``
+        below it; MFCCs are recomputed from the floored log-mel so that they obey the floor too.
+        """
+        floor = -self.spec.dynamic_range_db
+        reference = window.mfcc_energy[:, -1].max() if len(window) else 0.0
+        log_mel = np.maximum(window.log_mel - reference, floor)
+        energy = np.maximum(window.mfcc_energy[:, -1:] - reference, floor)
+        mfcc_energy = np.concatenate([np.einsum("fm,mc->fc", log_mel, self._dct), energy], axis=1)
+        return FrameFeatures(log_mel.astype(np.float32), mfcc_energy.astype(np.float32))
+
+    def model_inputs(
+        self, window: FrameFeatures, statistics: FeatureStatistics | None = None
+    ) -> FrameFeatures:
+        """The models' inputs from one window of frame features, as the spec normalises them.
+
+        ``statistics`` (the voice's, see the module docstring) is required by the "speaker"
+        normalisation; the others ignore it.
+        """
+        normalisation = self.spec.normalisation
+        if normalisation == "none":
+            return window
+        if normalisation == "cmvn":
+            return FrameFeatures(_cmvn(window.log_mel), _cmvn(window.mfcc_energy))
+        if statistics is None:
+            raise ValueError("speaker normalisation needs the voice's feature statistics")
+        return statistics.standardise(self.level_free(window))
 
     def windows(self, audio: np.ndarray, hop_seconds: float) -> list[FrameFeatures]:
         """Frame features of each window of a clip, as the daemon would see them hop by hop.
 
-        A clip shorter than one window is padded with silence at the end, so every clip yields
-        at least one window.
+        A clip shorter than one window is padded with digital silence at the end, as the daemon
+        pads a file that ends within its first window, so every clip yields at least one window.
         """
         spec = self.spec
         hop_frames = hop_frames_for(spec, hop_seconds)
@@ -249,3 +296,66 @@ class StreamingFeatures:
     def window(self) -> FrameFeatures:
         """The newest window of frame features (copies)."""
         return FrameFeatures(self._log_mel.copy(), self._mfcc_energy.copy())
+
+
+def _cmvn(window: np.ndarray) -> np.ndarray:
+    mean = window.mean(axis=0, keepdims=True)
+    std = window.std(axis=0, keepdims=True)
+    return ((window - mean) / (std + 1e-3)).astype(np.float32)
+
+
+STD_FLOOR = 0.1
+"""Smallest standard deviation a column is divided by (dB or MFCC units): a column that never
+moves in a voice's speech (the floor, say) is not blown up into noise."""
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureStatistics:
+    """Per-column mean and standard deviation of a voice's level-free features.
+
+    Columns are the log-mel bands, then the MFCCs and the energy: ``n_mels + n_mfcc + 1``.
+    """
+
+    mean: np.ndarray
+    """(columns,) float32."""
+    std: np.ndarray
+    """(columns,) float32, at least ``STD_FLOOR``."""
+
+    def standardise(self, window: FrameFeatures) -> FrameFeatures:
+        """Each column of a level-free window to the voice's zero mean and unit variance."""
+        n_mels = window.log_mel.shape[1]
+        log_mel = (window.log_mel - self.mean[:n_mels]) / self.std[:n_mels]
+        mfcc_energy = (window.mfcc_energy - self.mean[n_mels:]) / self.std[n_mels:]
+        return FrameFeatures(log_mel.astype(np.float32), mfcc_energy.astype(np.float32))
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], columns: int) -> FeatureStatistics:
+        """From saved values; raises ValueError unless both are ``columns`` finite numbers and
+        every standard deviation is positive."""
+        mean = np.asarray(values["mean"], dtype=np.float32)
+        std = np.asarray(values["std"], dtype=np.float32)
+        if mean.shape != (columns,) or std.shape != (columns,):
+            raise ValueError(f"feature statistics need {columns} columns")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise ValueError("feature statistics hold non-finite or non-positive values")
+        return cls(mean, std)
+
+
+def window_moments(window: FrameFeatures) -> tuple[np.ndarray, np.ndarray]:
+    """Column means of a level-free window and of its squares, ((columns,), (columns,)) float64.
+
+    A voice's statistics are the average of these over its speech windows, each window weighing
+    the same, in training, evaluation and the daemon alike.
+    """
+    columns = np.concatenate([window.log_mel, window.mfcc_energy], axis=1).astype(np.float64)
+    return columns.mean(axis=0), np.square(columns).mean(axis=0)
+
+
+def statistics_from_moments(first: np.ndarray, second: np.ndarray) -> FeatureStatistics:
+    """Statistics from averaged moments (see ``window_moments``)."""
+    variance = np.maximum(second - np.square(first), 0.0)
+    std = np.maximum(np.sqrt(variance), STD_FLOOR)
+    return FeatureStatistics(first.astype(np.float32), std.astype(np.float32))

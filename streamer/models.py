@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.features import MODEL_INPUTS, FeatureSpec
+from streamer.features import MODEL_INPUTS, FeatureSpec, FeatureStatistics
 from streamer.shipped import MODEL_NAMES
 
 _LOGGER = logging.getLogger(__name__)
@@ -86,9 +86,9 @@ class ModelMetadata:
     """What a model needs to be used correctly, and where it came from."""
 
     name: str
-    """"cnn" or "lstm"."""
+    """One of ``MODEL_NAMES``."""
     model_input: str
-    """Feature the model reads: "log_mel" or "mfcc_energy"."""
+    """Feature the model reads: one of ``streamer.features.MODEL_INPUTS``."""
     labels: tuple[str, ...]
     """Output classes, in output order."""
     features: FeatureSpec
@@ -97,6 +97,8 @@ class ModelMetadata:
     """Interpreter input shape, batch first: (1, frames, columns, 1)."""
     training: dict[str, Any] = field(default_factory=dict)
     """Corpora, speakers, label mapping and training settings."""
+    statistics: FeatureStatistics | None = None
+    """Feature statistics of the training set (the "speaker" normalisation starts from them)."""
     metrics: dict[str, Any] = field(default_factory=dict)
     """Evaluation figures at export time."""
     created: str = ""
@@ -106,6 +108,7 @@ class ModelMetadata:
     def to_json(self) -> str:
         values = asdict(self)
         values["features"] = self.features.to_dict()
+        values["statistics"] = None if self.statistics is None else self.statistics.to_dict()
         return json.dumps(values, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -113,6 +116,10 @@ class ModelMetadata:
         try:
             values = json.loads(path.read_text())
             values["features"] = FeatureSpec.from_dict(values["features"])
+            if values.get("statistics") is not None:
+                values["statistics"] = FeatureStatistics.from_dict(
+                    values["statistics"], values["features"].statistics_columns
+                )
             values["labels"] = tuple(values["labels"])
             values["input_shape"] = tuple(values["input_shape"])
             metadata = cls(**values)
@@ -122,6 +129,8 @@ class ModelMetadata:
             raise ModelError(f"{path}: invalid model metadata ({error})") from None
         if metadata.model_input not in MODEL_INPUTS:
             raise ModelError(f"{path}: unknown model_input {metadata.model_input!r}")
+        if metadata.features.normalisation == "speaker" and metadata.statistics is None:
+            raise ModelError(f"{path}: speaker normalisation without training statistics")
         return metadata
 
 

@@ -16,8 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamer.adaptation import FixedVoice, VoiceAdaptation
 from streamer.config import ConfigError, PipelineConfig
-from streamer.features import FeatureExtractor, FrameFeatures, StreamingFeatures, hop_frames_for
+from streamer.features import (
+    FeatureExtractor,
+    FeatureStatistics,
+    FrameFeatures,
+    StreamingFeatures,
+    hop_frames_for,
+)
 from streamer.models import ModelError, TFLiteModel
 from streamer.vad import FRAME_SAMPLES, SAMPLE_RATE, SpeechDetector
 
@@ -73,8 +80,15 @@ class Pipeline:
     512-sample frames whatever the blocks.
     """
 
-    def __init__(self, models: list[TFLiteModel], config: PipelineConfig) -> None:
-        """``models`` share one FeatureSpec and one label set (order may differ)."""
+    def __init__(
+        self,
+        models: list[TFLiteModel],
+        config: PipelineConfig,
+        voice: VoiceAdaptation | FixedVoice | None = None,
+    ) -> None:
+        """``models`` share one FeatureSpec, one label set (order may differ) and one set of
+        training statistics. ``voice`` holds the statistics speech is standardised with and
+        observes each speech window (default: the training statistics, fixed: cold)."""
         if not models:
             raise ModelError("no model to run")
         self.models = models
@@ -86,6 +100,7 @@ class Pipeline:
                 raise ModelError(f"{model.path}: feature parameters differ from {models[0].path}")
             if set(model.labels) != set(self.labels):
                 raise ModelError(f"{model.path}: labels differ from those of {models[0].path}")
+        self.voice = voice or FixedVoice(self.training_statistics(models))
         # Each model's output reordered into self.labels order.
         self._orders = [np.array([m.labels.index(label) for label in self.labels]) for m in models]
         try:
@@ -112,6 +127,25 @@ class Pipeline:
         """Windows classified."""
         self.dropped_windows = 0
         """Windows skipped because a live source got ahead of the pipeline."""
+
+    @staticmethod
+    def training_statistics(models: list[TFLiteModel]) -> FeatureStatistics:
+        """The models' shared training statistics (placeholders without "speaker" features)."""
+        statistics = models[0].metadata.statistics
+        for model in models[1:]:
+            other = model.metadata.statistics
+            same = (statistics is None and other is None) or (
+                statistics is not None
+                and other is not None
+                and np.array_equal(statistics.mean, other.mean)
+                and np.array_equal(statistics.std, other.std)
+            )
+            if not same:
+                raise ModelError(f"{model.path}: training statistics differ from {models[0].path}")
+        if statistics is None:
+            columns = models[0].metadata.features.statistics_columns
+            return FeatureStatistics(np.zeros(columns, np.float32), np.ones(columns, np.float32))
+        return statistics
 
     def _boundary(self) -> int:
         """Samples needed to complete the next window."""
@@ -204,16 +238,24 @@ class Pipeline:
         label: str | None = None
         confidence = 0.0
         if speech:
+            adapting = spec.normalisation == "speaker"
+            if adapting:
+                level_free = self.extractor.level_free(window)
+                inputs = self.voice.statistics.standardise(level_free)
+            else:
+                inputs = self.extractor.model_inputs(window)
             combined = np.zeros(len(self.labels), np.float32)
             for model, order in zip(self.models, self._orders, strict=True):
-                model_input = self.extractor.normalise(window.get(model.metadata.model_input))
-                probabilities = model.predict(model_input)[order]
+                probabilities = model.predict(inputs.get(model.metadata.model_input))[order]
                 combined += probabilities
                 outputs[model.name] = ModelOutput(
                     self.labels[int(np.argmax(probabilities))],
                     {name: float(p) for name, p in zip(self.labels, probabilities, strict=True)},
                 )
             label, confidence = self.smoother.update(combined / len(self.models))
+            if adapting:
+                # After the models: a window is standardised without itself, as in evaluation.
+                self.voice.observe(level_free)
         else:
             # Each utterance is judged afresh, not biased by the one before the pause.
             self.smoother.reset()
@@ -287,6 +329,7 @@ def classify_clip(
     models: list[TFLiteModel],
     hop_seconds: float | None = None,
     config: PipelineConfig | None = None,
+    voice: VoiceAdaptation | FixedVoice | None = None,
 ) -> list[WindowResult]:
     """Classifies a whole clip window by window, exactly as the daemon would stream it.
 
@@ -294,9 +337,10 @@ def classify_clip(
     gives that). ``config`` supplies the gate and smoothing settings (defaults if None); a
     ``hop_seconds`` given replaces its hop. Times in the results are seconds into the clip:
     ``captured_at`` equals ``end``. A clip shorter than one window yields one padded window.
+    ``voice`` supplies the statistics (default: the training set's, cold).
     """
     base = config or PipelineConfig(models=tuple(m.name for m in models))
     hop = base.hop_seconds if hop_seconds is None else hop_seconds
-    pipeline = Pipeline(models, dataclasses.replace(base, hop_seconds=hop))
+    pipeline = Pipeline(models, dataclasses.replace(base, hop_seconds=hop), voice)
     duration = len(audio) / pipeline.spec.sample_rate
     return pipeline.push(audio, captured_at=duration) + pipeline.finish(duration)

@@ -77,8 +77,12 @@ def status_message(
     inference_p50_ms: float,
     inference_p99_ms: float,
     models: list[str],
+    adapted_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """The ``status`` message: health of the daemon of ``device`` since it started."""
+    """The ``status`` message: health of the daemon of ``device`` since it started.
+
+    ``adapted_seconds`` (speech the feature statistics have adapted on) is left out when
+    adaptation is off."""
     return {
         "schema": SCHEMA_VERSION,
         "type": TOPIC_STATUS,
@@ -92,6 +96,7 @@ def status_message(
         "windows": windows,
         "inference_ms": {"p50": inference_p50_ms, "p99": inference_p99_ms},
         "models": models,
+        **({} if adapted_seconds is None else {"adapted_seconds": adapted_seconds}),
     }
 
 

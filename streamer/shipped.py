@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MODEL_NAMES: tuple[str, ...] = ("cnn", "lstm")
+MODEL_NAMES: tuple[str, ...] = ("cnn", "lstm", "functionals")
 """Every model the pipeline can run, in the order their probabilities are listed."""
 
 

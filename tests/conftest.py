@@ -40,6 +40,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(autouse=True)
+def private_state_directory(tmp_path_factory, monkeypatch) -> Path:
+    """Adaptation state goes to a fresh folder, never the user's (daemons started by a test
+    inherit the environment)."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    return state
+
+
 def corpus_root() -> Path:
     return Path(os.environ.get("EMOSTREAM_DATA", ROOT.parent / "shared" / "datasets"))
 

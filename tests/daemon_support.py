@@ -20,6 +20,8 @@ from pathlib import Path
 import zmq
 from needs import unavailable
 
+from streamer.models import MODEL_NAMES
+
 ROOT = Path(__file__).resolve().parent.parent
 ISOLATED_CONFIG = ROOT / "tests" / "data" / "isolated.toml"
 """The empty settings file test daemons read alone: no system or user file changes a test."""
@@ -31,7 +33,7 @@ def shipped_model_dir() -> Path:
     ``EMOSTREAM_MODEL_DIR`` points elsewhere (for trying models before they are shipped).
     """
     model_dir = Path(os.environ.get("EMOSTREAM_MODEL_DIR", ROOT / "models"))
-    missing = [n for n in ("cnn", "lstm") if not (model_dir / f"{n}.tflite").is_file()]
+    missing = [n for n in MODEL_NAMES if not (model_dir / f"{n}.tflite").is_file()]
     if missing:
         unavailable(f"models {', '.join(missing)} not found in {model_dir}")
     return model_dir

@@ -1,7 +1,8 @@
 """Bad input of every kind ends in one line naming the culprit: never a traceback or a hang.
 
 Audio files are fuzzed with hypothesis from real clips (truncated, overwritten, padded, or not
-audio at all) through ``streamer.audio.read_audio`` and the daemon's file source; models,
+audio at all) through ``streamer.audio.read_audio`` and the daemon's file source, and so are
+adaptation state files (damaged, truncated, foreign) through ``streamer.adaptation``; models,
 metadata, config files, addresses and devices are broken by hand and given to
 ``emostream serve`` as users would.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import faulthandler
 import json
+import logging
+import logging.handlers
 import shutil
 import subprocess
 import tempfile
@@ -24,7 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pulse_support import PrivatePulse, require_pulseaudio
 
+from streamer.adaptation import VoiceAdaptation, load_state, save_state
 from streamer.audio import MIN_FILE_RATE, AudioError, read_audio
+from streamer.features import FeatureExtractor, FeatureSpec, FeatureStatistics
 from streamer.sources import SourceError, WavFile
 
 CLIPS = sorted((ROOT / "tests" / "data").glob("*.wav"))
@@ -85,6 +90,84 @@ FUZZ = settings(
 def _one_line_naming(error: Exception, path: Path) -> None:
     message = str(error)
     assert message.startswith(f"{path}: ") and "\n" not in message, message
+
+
+def _adaptation() -> VoiceAdaptation:
+    spec = FeatureSpec()
+    columns = spec.statistics_columns
+    training = FeatureStatistics(np.zeros(columns, np.float32), np.ones(columns, np.float32))
+    return VoiceAdaptation(training, spec, 0.5)
+
+
+def _adapted_state() -> bytes:
+    """A real state file, adapted on the committed clips."""
+    adaptation = _adaptation()
+    extractor = FeatureExtractor(adaptation.spec)
+    for clip in CLIPS:
+        for window in extractor.windows(read_audio(clip, RATE), 0.5):
+            adaptation.observe(extractor.level_free(window))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "adaptation.json"
+        save_state(adaptation, path)
+        return path.read_bytes()
+
+
+ADAPTED_STATE = _adapted_state()
+
+
+@st.composite
+def damaged_state(draw: st.DrawFn) -> bytes:
+    """A real adaptation state file damaged in one or more ways, or a JSON value of any shape."""
+    if draw(st.booleans()):
+        value = draw(
+            st.recursive(
+                st.none() | st.booleans() | st.floats() | st.text(),
+                lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+            )
+        )
+        state = json.loads(ADAPTED_STATE)
+        key = draw(st.sampled_from(sorted(state)))
+        return json.dumps({**state, key: value}).encode()
+    data = bytearray(ADAPTED_STATE)
+    for _ in range(draw(st.integers(1, 3))):
+        damage = draw(st.sampled_from(["truncate", "overwrite", "insert", "garbage"]))
+        if damage == "truncate":
+            data = data[: draw(st.integers(0, len(data)))]
+        elif damage == "overwrite" and data:
+            at = draw(st.integers(0, len(data) - 1))
+            patch = draw(st.binary(min_size=1, max_size=16))
+            data[at : at + len(patch)] = patch
+        elif damage == "insert":
+            at = draw(st.integers(0, len(data)))
+            data[at:at] = draw(st.binary(min_size=1, max_size=64))
+        else:
+            data = bytearray(draw(st.binary(max_size=512)))
+    return bytes(data)
+
+
+@FUZZ
+@given(damaged_state())
+def test_a_damaged_adaptation_state_is_named_in_one_line_and_training_statistics_apply(data):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "adaptation.json"
+        path.write_bytes(data)
+        adaptation = _adaptation()
+        handler = logging.handlers.BufferingHandler(capacity=100)
+        logger = logging.getLogger("streamer.adaptation")
+        logger.addHandler(handler)
+        try:
+            restored = load_state(adaptation, path)
+        finally:
+            logger.removeHandler(handler)
+    statistics = adaptation.statistics
+    assert np.isfinite(statistics.mean).all() and (statistics.std > 0).all()
+    if restored:
+        assert adaptation.adapted_seconds >= 0
+        return
+    warnings = [r.getMessage() for r in handler.buffer if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and str(path) in warnings[0] and "\n" not in warnings[0]
+    np.testing.assert_array_equal(statistics.mean, adaptation.training.mean)
+    assert adaptation.adapted_seconds == 0
 
 
 @FUZZ
@@ -168,6 +251,13 @@ def _edit_json(path: Path, change) -> None:
     path.write_text(json.dumps(values))
 
 
+def _more_mel_bands(metadata: dict) -> None:
+    """64 mel bands in the metadata (statistics included), 40 in the model file."""
+    metadata["features"]["n_mels"] = 64
+    for key in ("mean", "std"):
+        metadata["statistics"][key] = [1.0] * 24 + metadata["statistics"][key]
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -186,7 +276,7 @@ def _edit_json(path: Path, change) -> None:
             "{m}/cnn.json: invalid model metadata",
         ),
         (
-            lambda m: _edit_json(m / "cnn.json", lambda v: v["features"].update(n_mels=64)),
+            lambda m: _edit_json(m / "cnn.json", _more_mel_bands),
             "{m}/cnn.tflite: interpreter input shape (1, 99, 40, 1) does not match",
         ),
         (

@@ -20,15 +20,15 @@ from streamer.bench import (
     time_serve,
     time_streaming,
 )
-from streamer.models import load_models
+from streamer.models import MODEL_NAMES, load_models
 
 
 @pytest.fixture(scope="module")
 def models():
-    return load_models(shipped_model_dir(), ("cnn", "lstm"))
+    return load_models(shipped_model_dir(), MODEL_NAMES)
 
 
-def test_streaming_is_timed_once_per_hop_that_ran_both_models(models, test_clips):
+def test_streaming_is_timed_once_per_hop_that_ran_the_models(models, test_clips):
     audio = speech_audio(test_clips, models[0].metadata.features, 12.0)
     assert len(audio) == 12 * 16000
     timing = time_streaming(models, audio, 0.5)

@@ -21,9 +21,12 @@ from daemon_support import (
     subscribe,
 )
 
+from streamer.adaptation import FixedVoice, session_statistics
 from streamer.audio import read_audio
 from streamer.classify import summarise
-from streamer.pipeline import ModelOutput, WindowResult
+from streamer.config import PipelineConfig
+from streamer.models import MODEL_NAMES, load_models
+from streamer.pipeline import ModelOutput, Pipeline, WindowResult, classify_clip
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,7 @@ def test_json_gives_one_object_per_file_with_label_confidence_and_each_model(mod
     objects = [json.loads(line) for line in result.stdout.splitlines()]
     assert [o["file"] for o in objects] == [str(c) for c in test_clips]
     for verdict in objects:
-        assert set(verdict["models"]) == {"cnn", "lstm"}
+        assert set(verdict["models"]) == set(MODEL_NAMES)
         labels = set(verdict["models"]["cnn"]["probabilities"])
         for output in verdict["models"].values():
             assert sum(output["probabilities"].values()) == pytest.approx(1.0, abs=0.02)
@@ -81,9 +84,10 @@ def test_windows_equal_what_the_daemon_publishes_for_the_same_file(
 ):
     address = ipc_address(tmp_path)
     subscriber = subscribe(address)
+    # classify without --session is cold: so is a daemon that does not adapt.
     daemon = serve(
         "--source", str(two_utterances), "--fast", "--bind", address,
-        "--models-dir", str(model_dir), "--wait-subscriber", "10",
+        "--models-dir", str(model_dir), "--wait-subscriber", "10", "--no-adapt",
     )  # fmt: skip
     messages = receive(
         subscriber,
@@ -111,6 +115,40 @@ def test_windows_equal_what_the_daemon_publishes_for_the_same_file(
                 message["models"][name]["probabilities"], abs=1e-3
             )
     assert any(not w["speech"] for w in offline) and any(w["speech"] for w in offline)
+
+
+def test_a_session_standardises_each_file_with_the_other_files_speech(model_dir, test_clips):
+    result = classify("--json", "--session", "--models-dir", str(model_dir), *map(str, test_clips))
+    assert result.returncode == 0, result.stderr
+    session = [json.loads(line) for line in result.stdout.splitlines()]
+    cold = classify("--json", "--models-dir", str(model_dir), *map(str, test_clips))
+    cold_results = [json.loads(line) for line in cold.stdout.splitlines()]
+
+    models = load_models(model_dir, MODEL_NAMES)
+    config = PipelineConfig()
+    training = Pipeline.training_statistics(models)
+    audio = [read_audio(clip, 16000) for clip in test_clips]
+    voices = []
+    for clip_audio in audio:
+        voices.append(FixedVoice(training))
+        classify_clip(clip_audio, models, 0.5, config, voices[-1])
+    for index, verdict in enumerate(session):
+        others = FixedVoice(session_statistics(voices, index))
+        (window,) = classify_clip(audio[index], models, 0.5, config, others)
+        for name, output in window.models.items():
+            assert verdict["windows"][0]["models"][name]["probabilities"] == pytest.approx(
+                output.probabilities, abs=1e-3
+            )
+    assert any(
+        s["models"]["cnn"]["probabilities"] != pytest.approx(c["models"]["cnn"]["probabilities"])
+        for s, c in zip(session, cold_results, strict=True)
+    )
+
+
+def test_a_session_of_one_file_is_classified_cold(model_dir, test_clips):
+    alone = classify("--json", "--session", "--models-dir", str(model_dir), str(test_clips[0]))
+    cold = classify("--json", "--models-dir", str(model_dir), str(test_clips[0]))
+    assert json.loads(alone.stdout) == json.loads(cold.stdout)
 
 
 def test_a_broken_file_among_several_is_skipped_named_and_counted(model_dir, test_clips, tmp_path):

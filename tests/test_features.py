@@ -10,7 +10,13 @@ import pytest
 
 from streamer.audio import read_audio
 from streamer.bench import librosa_features
-from streamer.features import FeatureExtractor, FeatureSpec, StreamingFeatures, mel_basis
+from streamer.features import (
+    FeatureExtractor,
+    FeatureSpec,
+    FeatureStatistics,
+    StreamingFeatures,
+    mel_basis,
+)
 
 SPEC = FeatureSpec()
 
@@ -91,22 +97,56 @@ def test_a_short_clip_is_padded_with_silence_at_its_end():
 
 
 def test_cmvn_gives_each_column_zero_mean_and_unit_variance(test_clips):
-    extractor = FeatureExtractor(SPEC)
+    extractor = FeatureExtractor(dataclasses.replace(SPEC, normalisation="cmvn"))
     window = extractor.windows(read_audio(test_clips[0], SPEC.sample_rate), 0.5)[0]
-    normalised = extractor.normalise(window.log_mel)
+    normalised = extractor.model_inputs(window).log_mel
     np.testing.assert_allclose(normalised.mean(axis=0), 0, atol=1e-4)
     np.testing.assert_allclose(normalised.std(axis=0), 1, atol=2e-2)
 
 
-def test_normalisation_makes_features_independent_of_microphone_gain(test_clips):
+@pytest.mark.parametrize("peak_dbfs", [-10.0, -30.0, -45.0])
+def test_level_free_features_do_not_depend_on_the_microphone_gain(test_clips, peak_dbfs):
     extractor = FeatureExtractor(SPEC)
     audio = read_audio(test_clips[0], SPEC.sample_rate)
-    loud, quiet = (extractor.windows(audio * g, 0.5)[0].log_mel for g in (1.0, 0.5))
-    difference = np.abs(extractor.normalise(loud) - extractor.normalise(quiet))
-    # The -80 dB floor does not scale with the gain: judge the bins well above it.
-    above_floor = quiet > -60
-    assert above_floor.mean() > 0.3
-    assert difference[above_floor].mean() < 0.05
+    audio = audio / np.abs(audio).max()
+    reference = extractor.level_free(extractor.windows(audio, 0.5)[0])
+    quieter = extractor.level_free(extractor.windows(audio * 10 ** (peak_dbfs / 20), 0.5)[0])
+    # Levels are relative to the loudest frame and the floor moves with it: equal to rounding.
+    np.testing.assert_allclose(quieter.log_mel, reference.log_mel, atol=1e-2)
+    np.testing.assert_allclose(quieter.mfcc_energy, reference.mfcc_energy, atol=5e-2)
+    assert reference.mfcc_energy[:, -1].max() == 0.0
+    assert reference.log_mel.min() >= -SPEC.dynamic_range_db
+
+
+def test_speaker_normalisation_standardises_each_column_with_the_voice_statistics(test_clips):
+    extractor = FeatureExtractor(SPEC)
+    window = extractor.windows(read_audio(test_clips[0], SPEC.sample_rate), 0.5)[0]
+    level_free = extractor.level_free(window)
+    columns = SPEC.statistics_columns
+    mean = np.linspace(-30, 0, columns).astype(np.float32)
+    std = np.linspace(1, 10, columns).astype(np.float32)
+    inputs = extractor.model_inputs(window, FeatureStatistics(mean, std))
+    np.testing.assert_allclose(
+        inputs.log_mel, (level_free.log_mel - mean[:40]) / std[:40], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        inputs.mfcc_energy, (level_free.mfcc_energy - mean[40:]) / std[40:], atol=1e-5
+    )
+    with pytest.raises(ValueError, match="statistics"):
+        extractor.model_inputs(window)
+
+
+def test_voice_statistics_refuse_wrong_sizes_and_non_finite_values():
+    columns = SPEC.statistics_columns
+    good = {"mean": [0.0] * columns, "std": [1.0] * columns}
+    assert FeatureStatistics.from_dict(good, columns).std.shape == (columns,)
+    for bad in (
+        {"mean": [0.0] * 3, "std": [1.0] * 3},
+        {**good, "std": [0.0] * columns},
+        {**good, "mean": [float("nan")] * columns},
+    ):
+        with pytest.raises(ValueError, match="statistics"):
+            FeatureStatistics.from_dict(bad, columns)
 
 
 def test_a_hop_that_is_not_whole_frames_is_refused():

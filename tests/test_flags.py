@@ -125,9 +125,10 @@ def test_the_flags_of_today_keep_their_names(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("word", "models"), [("both", ["cnn", "lstm"]), ("cnn", ["cnn"]), ("lstm", ["lstm"])]
+    ("word", "models"),
+    [("all", ["cnn", "lstm", "functionals"]), ("cnn", ["cnn"]), ("functionals", ["functionals"])],
 )
-def test_model_names_one_model_or_both(tmp_path, word, models):
+def test_model_names_one_model_or_all(tmp_path, word, models):
     assert effective("--model", word, home=tmp_path)["pipeline"]["models"] == models
 
 
@@ -157,7 +158,7 @@ def test_help_shows_the_default_each_field_declares():
     assert records["pipeline__hop_seconds"].endswith("[default: 0.5]")
     assert records["publish__bind"].endswith(f"[default: {defaults.publish.bind}]")
     assert records["pipeline__model_dir"].endswith(f"[default: {defaults.pipeline.model_dir}]")
-    assert records["pipeline__models"].endswith("[default: both]")
+    assert records["pipeline__models"].endswith("[default: all]")
     assert records["publish__echo"].endswith("[default: no-echo]")
     assert records["publish__curve_clients"].endswith("[default: unset]")
     for flag in setting_flags(*DAEMON_SECTIONS):

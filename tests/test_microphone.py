@@ -21,7 +21,7 @@ from pulse_support import PrivatePulse, require_pulseaudio
 
 from streamer.audio import read_audio
 from streamer.features import FeatureExtractor
-from streamer.models import load_models
+from streamer.models import MODEL_NAMES, load_models
 from streamer.pipeline import classify_clip
 from streamer.sources import Microphone, rescan_devices
 
@@ -169,7 +169,8 @@ def test_microphone_labels_agree_with_offline_classification_and_pauses_are_not_
 ):
     model_dir = shipped_model_dir()
     path, audio = played_sequence(test_clips, tmp_path)
-    daemon = running_daemon("--source", "mic:pulse", env=virtual_microphone.env)
+    # Offline classification below is cold: so must the daemon be.
+    daemon = running_daemon("--source", "mic:pulse", "--no-adapt", env=virtual_microphone.env)
     # Capture is running once the first (silent) window arrives.
     first = daemon.receive(lambda topic, m: topic == "emotion", timeout=15)
     assert first and first[-1][0] == "emotion", "no window from the microphone"
@@ -184,7 +185,7 @@ def test_microphone_labels_agree_with_offline_classification_and_pauses_are_not_
     assert [m["seq"] for m in emotions] == list(range(len(emotions)))
     assert statuses[-1]["overflows"] == 0 and statuses[-1]["dropped_windows"] == 0
 
-    models = load_models(model_dir, ("cnn", "lstm"))
+    models = load_models(model_dir, MODEL_NAMES)
     offline, level_error = aligned_offline(models, audio, [m["level_db"] for m in emotions])
     streamed = [round(m["level_db"]) for m in emotions]
     assert level_error < 1.0, f"captured levels differ by {level_error} dB: {streamed}"
@@ -200,7 +201,7 @@ def test_microphone_labels_agree_with_offline_classification_and_pauses_are_not_
     # two emotions are close to a tie can go either way: most, not all, must agree.
     spoken = [(m, r) for m, r in pairs if m["speech"] and r.speech]
     assert len(spoken) >= 3 * len(test_clips)
-    for name in ("cnn", "lstm"):
+    for name in MODEL_NAMES:
         agree = sum(m["models"][name]["label"] == r.models[name].label for m, r in spoken)
         assert agree >= 0.65 * len(spoken), f"{name}: {agree} of {len(spoken)} windows agree"
     agree = sum(m["label"] == r.label for m, r in spoken)

@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 from daemon_support import shipped_model_dir
 
+from streamer.adaptation import VoiceAdaptation
 from streamer.audio import read_audio
 from streamer.config import ConfigError, PipelineConfig
-from streamer.models import ModelError, load_models
+from streamer.models import MODEL_NAMES, ModelError, load_models
 from streamer.pipeline import LabelSmoother, Pipeline, classify_clip
 
 
 @pytest.fixture(scope="module")
 def models():
-    return load_models(shipped_model_dir(), ("cnn", "lstm"))
+    return load_models(shipped_model_dir(), MODEL_NAMES)
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +27,14 @@ def speech(models, test_clips) -> np.ndarray:
     return np.concatenate([*clips, np.zeros(3 * rate, np.float32)])
 
 
-def stream(models, audio, block_size, config=None, newest_only=False):
-    pipeline = Pipeline(models, config or PipelineConfig())
+def adapting(models):
+    return VoiceAdaptation(
+        Pipeline.training_statistics(models), models[0].metadata.features, hop_seconds=0.5
+    )
+
+
+def stream(models, audio, block_size, config=None, newest_only=False, voice=None):
+    pipeline = Pipeline(models, config or PipelineConfig(), voice)
     results = []
     for start in range(0, len(audio), block_size):
         results += pipeline.push(audio[start : start + block_size], 0.0, newest_only)
@@ -42,6 +49,7 @@ def test_streamed_windows_equal_the_offline_computation(models, speech):
     """Each window's model outputs equal those of whole-clip features within 0.02."""
     _, results = stream(models, speech, 1024)
     extractor = Pipeline(models, PipelineConfig()).extractor
+    statistics = Pipeline.training_statistics(models)
     offline = extractor.windows(speech, 0.5)
     assert len(results) == len(offline) == 1 + (len(speech) - 31872) // 8000
     compared = 0
@@ -50,13 +58,14 @@ def test_streamed_windows_equal_the_offline_computation(models, speech):
         for model in models:
             if model.name not in result.models:
                 continue
-            expected = model.predict(extractor.normalise(window.get(model.metadata.model_input)))
+            inputs = extractor.model_inputs(window, statistics)
+            expected = model.predict(inputs.get(model.metadata.model_input))
             expected = expected[[model.labels.index(label) for label in models[0].labels]]
             # Streamed features equal whole-clip ones bit for bit (test_features), so the int8
             # inputs are the same; the tolerance only allows for the interpreter's own rounding.
             np.testing.assert_allclose(probabilities(result, model.name), expected, atol=0.02)
             compared += 1
-    assert compared >= 2 * (len(results) - 6)
+    assert compared >= len(models) * (len(results) - 6)
 
 
 @pytest.mark.parametrize("block_size", [512, 1600, 7])
@@ -71,6 +80,44 @@ def test_results_do_not_depend_on_the_capture_block_size(models, speech, block_s
             np.testing.assert_allclose(
                 probabilities(result, name), probabilities(expected, name), atol=0.02
             )
+
+
+@pytest.mark.parametrize("block_size", [512, 1600])
+def test_adapted_results_do_not_depend_on_the_capture_block_size(models, speech, block_size):
+    _, reference = stream(models, speech, 1024, voice=adapting(models))
+    _, results = stream(models, speech, block_size, voice=adapting(models))
+    assert [r.label for r in results] == [r.label for r in reference]
+    for result, expected in zip(results, reference, strict=True):
+        for name in expected.models:
+            np.testing.assert_allclose(
+                probabilities(result, name), probabilities(expected, name), atol=0.02
+            )
+
+
+def test_speech_windows_adapt_the_statistics_and_silence_does_not(models, speech):
+    voice = adapting(models)
+    _, results = stream(models, speech, 1024, voice=voice)
+    spoken = sum(r.speech for r in results)
+    assert 0 < spoken < len(results)
+    assert voice.adapted_seconds == pytest.approx(0.5 * spoken)
+    training = Pipeline.training_statistics(models)
+    assert not np.allclose(voice.statistics.mean, training.mean, atol=0.1)
+
+
+def test_a_window_is_standardised_with_the_statistics_from_before_it(models, speech):
+    """The first window meets the training statistics (as cold); later ones the adapted."""
+    _, adapted = stream(models, speech, 1024, voice=adapting(models))
+    _, cold = stream(models, speech, 1024)
+    first = next(i for i, r in enumerate(cold) if r.speech)
+    for name in cold[first].models:
+        np.testing.assert_array_equal(
+            probabilities(adapted[first], name), probabilities(cold[first], name)
+        )
+    later = [i for i in range(first + 1, len(cold)) if cold[i].speech and adapted[i].speech]
+    assert any(
+        not np.allclose(probabilities(adapted[i], "cnn"), probabilities(cold[i], "cnn"))
+        for i in later
+    )
 
 
 def test_silence_is_published_as_no_speech(models, speech):
@@ -131,7 +178,7 @@ def test_each_model_reports_probabilities_that_sum_to_one(models, speech):
     spoken = [r for r in results if r.speech]
     assert spoken
     for result in spoken:
-        assert set(result.models) == {"cnn", "lstm"}
+        assert set(result.models) == set(MODEL_NAMES)
         for output in result.models.values():
             assert set(output.probabilities) == labels
             assert sum(output.probabilities.values()) == pytest.approx(1.0, abs=0.02)

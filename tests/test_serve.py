@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -23,7 +24,7 @@ from daemon_support import (
 )
 
 from streamer.audio import read_audio
-from streamer.models import load_models
+from streamer.models import MODEL_NAMES, load_models
 from streamer.pipeline import classify_clip
 from streamer.wire import message_schema
 
@@ -57,7 +58,10 @@ def ended(topic: str, message: dict) -> bool:
 def test_a_file_streams_end_to_end_and_equals_offline_classification(
     model_dir, conversation, running_daemon
 ):
-    daemon = running_daemon("--source", str(conversation), "--fast", "--device", "kitchen-pi")
+    # classify_clip below is cold: the daemon must not adapt for the two to be equal.
+    daemon = running_daemon(
+        "--source", str(conversation), "--fast", "--device", "kitchen-pi", "--no-adapt"
+    )
     messages = daemon.receive(ended, timeout=60)
     assert daemon.process.wait(10) == 0, daemon.errors()
     schema = message_schema()
@@ -71,9 +75,10 @@ def test_a_file_streams_end_to_end_and_equals_offline_classification(
     assert [m["seq"] for m in statuses] == list(range(len(statuses)))
     assert statuses[0]["source"]["state"] == "starting"
     assert statuses[-1]["windows"] == len(emotions) and statuses[-1]["dropped_windows"] == 0
-    assert statuses[-1]["models"] == ["cnn", "lstm"]
+    assert statuses[-1]["models"] == list(MODEL_NAMES)
+    assert "adapted_seconds" not in statuses[-1]
 
-    models = load_models(model_dir, ("cnn", "lstm"))
+    models = load_models(model_dir, MODEL_NAMES)
     offline = classify_clip(read_audio(conversation, 16000), models)
     assert len(emotions) == len(offline)
     for message, result in zip(emotions, offline, strict=True):
@@ -90,6 +95,66 @@ def test_a_file_streams_end_to_end_and_equals_offline_classification(
     same_label = sum(m["label"] == r.label for m, r in zip(emotions, offline, strict=True))
     assert same_label >= 0.9 * len(offline)
     assert any(m["speech"] for m in emotions) and not emotions[-1]["speech"]
+
+
+def _serve_and_listen(running_daemon, audio, *extra: str) -> list[dict]:
+    daemon = running_daemon("--source", str(audio), "--fast", *extra)
+    messages = daemon.receive(ended, timeout=60)
+    assert daemon.process.wait(10) == 0, daemon.errors()
+    return [message for _, message in messages]
+
+
+def test_the_daemon_adapts_on_speech_keeps_the_statistics_across_restarts_and_resets(
+    conversation, running_daemon, private_state_directory
+):
+    state_file = private_state_directory / "emostream" / "adaptation.json"
+    first = _serve_and_listen(running_daemon, conversation)
+    speech = [m for m in first if m["type"] == "emotion" and m["speech"]]
+    heard = 0.5 * len(speech)
+    assert speech and first[-1]["adapted_seconds"] == pytest.approx(heard)
+    state = json.loads(state_file.read_text())
+    assert state["adapted_seconds"] == pytest.approx(heard)
+    assert set(state) == {
+        "format",
+        "version",
+        "features",
+        "adapted_seconds",
+        "weight",
+        "first",
+        "second",
+    }  # statistics, never audio
+
+    second = _serve_and_listen(running_daemon, conversation)
+    statuses = [m for m in second if m["type"] == "status"]
+    assert statuses[0]["adapted_seconds"] == pytest.approx(heard)  # restored at start
+    assert statuses[-1]["adapted_seconds"] == pytest.approx(2 * heard)
+
+    shown = subprocess.run(
+        [*emostream_command(), "adapt"], capture_output=True, text=True, timeout=30
+    )
+    assert f"adapted on {2 * heard:.0f} s of speech" in shown.stdout, shown.stderr
+    reset = subprocess.run(
+        [*emostream_command(), "adapt", "--reset"], capture_output=True, text=True, timeout=30
+    )
+    assert reset.returncode == 0 and not state_file.exists()
+    third = _serve_and_listen(running_daemon, conversation)
+    assert [m for m in third if m["type"] == "status"][0]["adapted_seconds"] == 0
+
+
+def test_a_damaged_adaptation_state_is_named_in_one_line_and_the_daemon_starts_cold(
+    conversation, running_daemon, private_state_directory
+):
+    state_file = private_state_directory / "emostream" / "adaptation.json"
+    state_file.parent.mkdir(parents=True)
+    state_file.write_text('{"format": "emostream-adaptation", "version": 1, "first": [1')
+    daemon = running_daemon("--source", str(conversation), "--fast")
+    messages = daemon.receive(ended, timeout=60)
+    assert daemon.process.wait(10) == 0, daemon.errors()
+    warnings = [line for line in daemon.errors().splitlines() if str(state_file) in line]
+    assert len(warnings) == 1 and "starting cold" in warnings[0]
+    statuses = [m for t, m in messages if t == "status"]
+    assert statuses[0]["adapted_seconds"] == 0 and statuses[-1]["adapted_seconds"] > 0
+    assert json.loads(state_file.read_text())["adapted_seconds"] > 0  # replaced by a good one
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])

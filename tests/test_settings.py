@@ -19,13 +19,14 @@ from streamer.config import (
     load_config,
     setting_docs,
 )
+from streamer.models import MODEL_NAMES
 
 
 def test_defaults_publish_on_loopback_with_both_models_every_half_second():
     config = load_config(None, {})
     assert config == Config()
     assert config.publish.bind == "tcp://127.0.0.1:5556"
-    assert config.pipeline.models == ("cnn", "lstm") and config.pipeline.hop_seconds == 0.5
+    assert config.pipeline.models == MODEL_NAMES and config.pipeline.hop_seconds == 0.5
 
 
 def test_the_file_may_spell_values_as_toml_writes_them(tmp_path):

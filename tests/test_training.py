@@ -16,7 +16,7 @@ from needs import unavailable
 from streamer.audio import read_audio
 from streamer.cli import main
 from streamer.features import FeatureExtractor, FeatureSpec
-from streamer.models import TFLiteModel, load_models
+from streamer.models import MODEL_NAMES, TFLiteModel, load_models
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ def test_train_exports_int8_models_that_the_daemon_loader_accepts(
     out = tmp_path / "data" / "emostream" / "models"
     assert f"emostream serve --models-dir {out}" in result.output
     assert {path: path.read_bytes() for path in (ROOT / "models").iterdir()} == shipped
-    models = load_models(out, ("cnn", "lstm"), FeatureSpec())
+    models = load_models(out, MODEL_NAMES, FeatureSpec())
     extractor = FeatureExtractor(FeatureSpec())
     window = extractor.windows(read_audio(test_clips[0], 16000), 0.5)[0]
     for model in models:
@@ -57,7 +57,10 @@ def test_train_exports_int8_models_that_the_daemon_loader_accepts(
         assert metadata["training"]["corpora"] == ["emodb"]
         assert len(metadata["training"]["speakers"]) == 8
         assert metadata["emostream_version"] and metadata["created"]
-        probabilities = model.predict(extractor.normalise(window.get(model.metadata.model_input)))
+        assert len(metadata["statistics"]["mean"]) == FeatureSpec().statistics_columns
+        statistics = model.metadata.statistics
+        inputs = extractor.model_inputs(window, statistics).get(model.metadata.model_input)
+        probabilities = model.predict(inputs)
         assert probabilities.shape == (6,)
         assert abs(probabilities.sum() - 1) < 0.05 and (probabilities >= 0).all()
 
@@ -89,9 +92,12 @@ def test_int8_model_agrees_with_its_float_model_on_real_windows(datasets, tmp_pa
     int8_model = TFLiteModel(tmp_path / "cnn.tflite", FeatureSpec())
     extractor = FeatureExtractor(FeatureSpec())
     clips = sorted((datasets / "emodb" / "wav").glob("16*.wav"))[:12]
+    statistics = int8_model.metadata.statistics
     inputs = np.stack(
         [
-            extractor.normalise(extractor.windows(read_audio(c, 16000), 0.5)[0].log_mel)
+            extractor.model_inputs(
+                extractor.windows(read_audio(c, 16000), 0.5)[0], statistics
+            ).log_mel
             for c in clips
         ]
     )
@@ -125,11 +131,12 @@ def test_evaluate_writes_json_markdown_and_confusion_pngs(datasets, tmp_path):
     report = json.loads((tmp_path / "emodb-speaker.json").read_text())
     fold = report["folds"][0]
     assert fold["fold"] == "03" and fold["test_utterances"] == 5
-    for model in ("cnn", "lstm"):
+    for model in MODEL_NAMES:
         scores = fold["models"][model]
-        confusion = np.array(scores["int8"]["confusion"])
-        assert confusion.sum() == 5
-        assert scores["int8"]["weighted_accuracy"] == np.trace(confusion) / 5
+        for variant in ("int8", "int8-cold", "float", "float-cold"):
+            confusion = np.array(scores[variant]["confusion"])
+            assert confusion.sum() == 5
+            assert scores[variant]["weighted_accuracy"] == np.trace(confusion) / 5
         assert (tmp_path / f"emodb-speaker-{model}.png").stat().st_size > 1000
     assert "ensemble" in fold["models"]
     assert "| cnn (int8) |" in (tmp_path / "emodb-speaker.md").read_text()

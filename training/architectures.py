@@ -1,9 +1,12 @@
-"""The two models of the seed notebook, sized to run in a millisecond on a Raspberry Pi."""
+"""The models: the seed notebook's two, and a small one on functionals of the frame features.
+
+Each is sized to run in a millisecond on a Raspberry Pi.
+"""
 
 from __future__ import annotations
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 
 def _conv_block(x: keras.KerasTensor, dropout: float) -> keras.KerasTensor:
@@ -55,5 +58,39 @@ def build_cnn_lstm(n_frames: int, n_columns: int, n_classes: int) -> keras.Model
     return keras.Model(inputs, outputs, name="cnn_lstm")
 
 
-MODEL_INPUT = {"cnn": "log_mel", "lstm": "mfcc_energy"}
-BUILDERS = {"cnn": build_cnn, "lstm": build_cnn_lstm}
+def build_functionals(
+    n_frames: int, n_columns: int, n_classes: int, batch_norm: bool = True, hidden: int = 64
+) -> keras.Model:
+    """Dense classifier on functionals of every frame-feature column over the window.
+
+    Per column (log-mel bands, MFCCs, energy): mean, mean absolute deviation, maximum, minimum,
+    and mean absolute frame-to-frame change. The classical recipe (functionals of frame
+    features, standardised per speaker, a linear model) is strong on small corpora; computed in
+    the graph from the same window the other models read, it needs no second feature path, and
+    every operation has an int8 TFLite kernel. ``batch_norm`` and ``hidden`` (units of the
+    hidden layer; 0: a linear classifier) exist for the ablation (``training/ablation.py``).
+    """
+    inputs = keras.Input((n_frames, n_columns, 1), name="frame_features")
+    x = layers.Reshape((n_frames, n_columns))(inputs)
+    mean = ops.mean(x, axis=1)
+    deviation = ops.mean(ops.abs(x - mean[:, None, :]), axis=1)
+    maximum = ops.max(x, axis=1)
+    minimum = -ops.max(-x, axis=1)
+    change = ops.mean(ops.abs(x[:, 1:] - x[:, :-1]), axis=1)
+    x = layers.Concatenate(name="functionals")([mean, deviation, maximum, minimum, change])
+    # The functionals differ in scale (a mean near 0, a maximum near 3); standardising them
+    # made this model 12 points better on Emo-DB (62.7 % -> 75.1 % UA adapted).
+    if batch_norm:
+        x = layers.BatchNormalization()(x)
+    x = layers.Dropout(0.2)(x)
+    if hidden:
+        regularizer = keras.regularizers.l2(1e-3)
+        x = layers.Dense(hidden, activation="relu", kernel_regularizer=regularizer)(x)
+        x = layers.Dropout(0.3)(x)
+    x = layers.Dense(n_classes)(x)
+    outputs = layers.Softmax(name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="functionals")
+
+
+MODEL_INPUT = {"cnn": "log_mel", "lstm": "mfcc_energy", "functionals": "frame_features"}
+BUILDERS = {"cnn": build_cnn, "lstm": build_cnn_lstm, "functionals": build_functionals}

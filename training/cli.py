@@ -45,8 +45,8 @@ def _training_options(command: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--model",
-                type=click.Choice(["cnn", "lstm", "both"]),
-                default="both",
+                type=click.Choice(["cnn", "lstm", "functionals", "all"]),
+                default="all",
                 show_default=True,
             ),
             click.option(
@@ -74,7 +74,7 @@ def _training_setup(data: Path | None, model: str, epochs: int | None) -> tuple[
     datasets = data or Path(
         os.environ.get("EMOSTREAM_DATA", Path.cwd().parent / "shared" / "datasets")
     )
-    names = ("cnn", "lstm") if model == "both" else (model,)
+    names = ("cnn", "lstm", "functionals") if model == "all" else (model,)
     config = TrainConfig() if epochs is None else dataclasses.replace(TrainConfig(), epochs=epochs)
     return datasets, names, config
 
@@ -105,7 +105,7 @@ def train(
     epochs: int | None,
     per_speaker: int | None,
 ) -> None:
-    """Train both models on every speaker of the corpora and export int8 TFLite models."""
+    """Train the models on every speaker of the corpora and export int8 TFLite models."""
     _requires_training_extra("train")
     from training.corpora import CorpusError
     from training.train import train_models

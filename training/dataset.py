@@ -1,9 +1,14 @@
-"""Model inputs for a corpus: utterances -> windows -> normalised features, cached on disk.
+"""Model inputs for a corpus: utterances -> windows -> features, cached on disk.
 
 Windows are placed on the speech of each clip (found by energy, 30 dB below the peak), hop by
 hop as the daemon would see it; a clip whose speech is shorter than a window gives one window
 centred on its speech, taken from the clip's own background around it. Only a clip shorter
-than a window is padded, with digital silence on both sides (the features' -80 dB floor).
+than a window is padded on both sides, with noise at the level of its own quietest frames:
+digital silence is something a microphone never produces.
+
+With the "speaker" normalisation the cache holds level-free windows; the voice statistics that
+standardise them depend on the fold (whose speakers train, which utterance is tested), so
+``standardise_by_voice`` and ``standardise_with`` apply them afterwards.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import logging
 import multiprocessing
 import os
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +28,21 @@ import numpy as np
 from rich.progress import track
 
 from streamer.audio import AudioError, read_audio
-from streamer.features import FeatureExtractor, FeatureSpec, hop_frames_for
+from streamer.features import (
+    FeatureExtractor,
+    FeatureSpec,
+    FeatureStatistics,
+    FrameFeatures,
+    hop_frames_for,
+    statistics_from_moments,
+)
 from training.augment import augment
 from training.corpora import Utterance
 
 _LOGGER = logging.getLogger(__name__)
 
 HOP_SECONDS = 0.5
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Part of the cache key: raise it when window placement or augmentation code changes."""
 SPEECH_TOP_DB = 30.0
 ORIGINAL = "original"
@@ -54,6 +67,9 @@ class WindowSet:
     """Files that could not be read, with the reason."""
 
     def get(self, model_input: str) -> np.ndarray:
+        """(windows, frames, columns) inputs of ``model_input`` (see ``FrameFeatures.get``)."""
+        if model_input == "frame_features":
+            return np.concatenate([self.log_mel, self.mfcc_energy], axis=2)
         return {"log_mel": self.log_mel, "mfcc_energy": self.mfcc_energy}[model_input]
 
     @classmethod
@@ -86,20 +102,41 @@ def window_starts(audio: np.ndarray, spec: FeatureSpec, hop_seconds: float) -> l
     return list(range(first, min(final - spec.n_frames + 1, last) + 1, hop))
 
 
+def pad_with_background(audio: np.ndarray, length: int, seed: int) -> np.ndarray:
+    """``audio`` centred in ``length`` samples of noise as loud as its quietest frames."""
+    padding = length - len(audio)
+    if padding <= 0:
+        return audio
+    frames = np.lib.stride_tricks.sliding_window_view(audio, min(320, len(audio)))[::160]
+    level = float(np.percentile(np.sqrt(np.mean(np.square(frames), axis=1)), 10))
+    noise = np.random.default_rng(seed).normal(0.0, max(level, 1e-5), padding)
+    noise = noise.astype(np.float32)
+    return np.concatenate([noise[: padding // 2], audio, noise[padding // 2 :]])
+
+
 def utterance_windows(
-    audio: np.ndarray, extractor: FeatureExtractor, hop_seconds: float = HOP_SECONDS
+    audio: np.ndarray,
+    extractor: FeatureExtractor,
+    hop_seconds: float = HOP_SECONDS,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised (log_mel, mfcc_energy) inputs, each (windows, frames, columns), of one clip."""
+    """(log_mel, mfcc_energy) windows, each (windows, frames, columns), of one clip: level-free
+    for the "speaker" normalisation (standardised later, per fold), else the models' inputs."""
     spec = extractor.spec
-    if len(audio) < spec.window_samples:
-        padding = spec.window_samples - len(audio)
-        audio = np.pad(audio, (padding // 2, padding - padding // 2))
+    audio = pad_with_background(audio, spec.window_samples, seed)
     frames = extractor.frames(audio)
     starts = window_starts(audio, spec, hop_seconds)
-    cut = [slice(s, s + spec.n_frames) for s in starts]
-    log_mel = np.stack([extractor.normalise(frames.log_mel[c]) for c in cut])
-    mfcc_energy = np.stack([extractor.normalise(frames.mfcc_energy[c]) for c in cut])
-    return log_mel, mfcc_energy
+    windows = [
+        FrameFeatures(
+            frames.log_mel[s : s + spec.n_frames], frames.mfcc_energy[s : s + spec.n_frames]
+        )
+        for s in starts
+    ]
+    if spec.normalisation == "speaker":
+        prepared = [extractor.level_free(w) for w in windows]
+    else:
+        prepared = [extractor.model_inputs(w) for w in windows]
+    return np.stack([w.log_mel for w in prepared]), np.stack([w.mfcc_energy for w in prepared])
 
 
 def _features_of(job: tuple[Path, str, FeatureSpec]) -> tuple[np.ndarray, np.ndarray] | str:
@@ -110,7 +147,8 @@ def _features_of(job: tuple[Path, str, FeatureSpec]) -> tuple[np.ndarray, np.nda
         return str(error)
     if variant != ORIGINAL:
         audio = augment(audio, variant, path, spec.sample_rate)
-    return utterance_windows(audio, FeatureExtractor(spec))
+    seed = zlib.crc32(f"{path.name}:{variant}".encode())
+    return utterance_windows(audio, FeatureExtractor(spec), seed=seed)
 
 
 def _cache_key(utterances: list[Utterance], variant: str, spec: FeatureSpec) -> str:
@@ -176,3 +214,97 @@ def build_windows(
     )
     temporary.replace(cache_file)
     return windows
+
+
+def window_moments(windows: WindowSet) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's column means and mean squares ((windows, columns) float64 each), as
+    ``streamer.features.window_moments`` computes them for one window."""
+    columns = np.concatenate([windows.log_mel, windows.mfcc_energy], axis=2).astype(np.float64)
+    return columns.mean(axis=1), np.square(columns).mean(axis=1)
+
+
+def statistics_of(windows: WindowSet) -> FeatureStatistics:
+    """Statistics of all the windows together, each window weighing the same."""
+    first, second = window_moments(windows)
+    return statistics_from_moments(first.mean(axis=0), second.mean(axis=0))
+
+
+def standardise_with(windows: WindowSet, statistics: list[FeatureStatistics]) -> WindowSet:
+    """The windows standardised, window ``i`` with ``statistics[i]``."""
+    n_mels = windows.log_mel.shape[2]
+    mean = np.stack([s.mean for s in statistics])[:, None, :]
+    std = np.stack([s.std for s in statistics])[:, None, :]
+    return WindowSet(
+        ((windows.log_mel - mean[..., :n_mels]) / std[..., :n_mels]).astype(np.float32),
+        ((windows.mfcc_energy - mean[..., n_mels:]) / std[..., n_mels:]).astype(np.float32),
+        windows.utterance,
+        windows.skipped,
+    )
+
+
+def standardise_by_voice(
+    windows: WindowSet,
+    speaker_of_utterance: np.ndarray,
+    leave_utterance_out: bool,
+    fallback: FeatureStatistics | None = None,
+    window_weights: np.ndarray | None = None,
+) -> WindowSet:
+    """Each window standardised with its speaker's statistics in this set.
+
+    With ``leave_utterance_out`` (test speakers), the statistics for an utterance's windows come
+    from the speaker's other utterances only, never from the utterance itself; a speaker with no
+    other utterance gets ``fallback`` (the training set's: cold). ``window_weights`` weigh the
+    windows in the statistics (default: equally), e.g. to make a speaker's speech neutral-heavy.
+    """
+    first, second = window_moments(windows)
+    weights = np.ones(len(first)) if window_weights is None else np.asarray(window_weights, float)
+    first, second = first * weights[:, None], second * weights[:, None]
+    speaker = speaker_of_utterance[windows.utterance]
+    statistics: list[FeatureStatistics] = []
+    rows: list[np.ndarray] = []
+    for voice in np.unique(speaker):
+        mine = speaker == voice
+        total1, total2, total = first[mine].sum(0), second[mine].sum(0), weights[mine].sum()
+        if not leave_utterance_out:
+            rows.append(np.flatnonzero(mine))
+            statistics.append(statistics_from_moments(total1 / total, total2 / total))
+            continue
+        for utterance in np.unique(windows.utterance[mine]):
+            own = windows.utterance == utterance
+            others = total - weights[own].sum()
+            rows.append(np.flatnonzero(own))
+            if others <= 0:
+                if fallback is None:
+                    raise ValueError(f"speaker {voice} has no other utterance and no fallback")
+                statistics.append(fallback)
+                continue
+            statistics.append(
+                statistics_from_moments(
+                    (total1 - first[own].sum(0)) / others, (total2 - second[own].sum(0)) / others
+                )
+            )
+    per_window: list[FeatureStatistics] = [statistics[0]] * len(weights)
+    for indices, shared in zip(rows, statistics, strict=True):
+        for row in indices:
+            per_window[row] = shared
+    return standardise_with(windows, per_window)
+
+
+def neutral_heavy_weights(
+    windows: WindowSet,
+    speaker_of_utterance: np.ndarray,
+    neutral_of_utterance: np.ndarray,
+    neutral_share: float = 0.75,
+) -> np.ndarray:
+    """Window weights that give each speaker's neutral windows ``neutral_share`` of the weight:
+    statistics of a stream that is mostly neutral, as live speech often is."""
+    weights = np.ones(len(windows.utterance))
+    speaker = speaker_of_utterance[windows.utterance]
+    neutral = neutral_of_utterance[windows.utterance]
+    for voice in np.unique(speaker):
+        mine = speaker == voice
+        calm, other = mine & neutral, mine & ~neutral
+        if calm.any() and other.any():
+            weights[calm] = neutral_share / calm.sum()
+            weights[other] = (1 - neutral_share) / other.sum()
+    return weights

@@ -10,6 +10,14 @@
 
 Utterance-level scores average the window probabilities of each utterance, as the daemon's
 smoothing does over a spoken sentence.
+
+With the "speaker" normalisation every test utterance is scored twice: ``adapted`` (standardised
+with statistics of the same speaker's OTHER utterances, never its own: what the daemon reaches
+once it has heard a voice) and ``cold`` (statistics of the fold's training set: a voice the
+daemon has just met); a third time ``neutral-heavy``: adapted, but with the speaker's other
+neutral utterances making three quarters of the statistics, as a live stream that is mostly
+neutral would. Variants are named ``float``/``int8`` (adapted), ``...-cold`` and
+``...-neutral``.
 """
 
 from __future__ import annotations
@@ -22,17 +30,29 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer.features import FeatureSpec
+from streamer.features import FeatureSpec, FeatureStatistics
 from streamer.models import TFLiteModel
 from training.architectures import MODEL_INPUT
 from training.corpora import NATIVE_POLICY, Utterance, load_labelled
-from training.dataset import ORIGINAL, WindowSet, build_windows
+from training.dataset import (
+    ORIGINAL,
+    WindowSet,
+    build_windows,
+    neutral_heavy_weights,
+    standardise_by_voice,
+    standardise_with,
+    statistics_of,
+)
 from training.export import export_model
 from training.train import TrainConfig, fit
 
 _LOGGER = logging.getLogger(__name__)
 
 PROTOCOLS = ("speaker", "random", "leaky")
+CONDITIONS = {"adapted": "", "cold": "-cold", "neutral-heavy": "-neutral"}
+"""How test windows are standardised, and the suffix of their variants' names."""
+VARIANTS = tuple(f"{m}{suffix}" for suffix in CONDITIONS.values() for m in ("float", "int8"))
+"""Scored variants: float or int8 model, under each condition."""
 
 
 @dataclass(frozen=True)
@@ -113,28 +133,51 @@ def _per_utterance(
     return utterances, averaged
 
 
-def _int8_probabilities(
-    name: str,
-    model,
-    train_inputs: np.ndarray,
-    test_inputs: np.ndarray,
-    classes: list[str],
-    spec: FeatureSpec,
-) -> np.ndarray:
-    """Probabilities of the exported int8 model, run through the daemon's own TFLite loader."""
-    with tempfile.TemporaryDirectory() as directory:
-        path = export_model(Path(directory), name, model, train_inputs, classes, spec, {})
-        tflite = TFLiteModel(path, spec)
-        return np.stack([tflite.predict(x) for x in test_inputs])
-
-
 def fold_windows(
     fold: Fold, original: WindowSet, augmented: list[WindowSet]
 ) -> tuple[WindowSet, WindowSet]:
     """Training windows (original and augmented copies of training utterances) and test
-    windows (held-out utterances, unaugmented)."""
+    windows (held-out utterances, unaugmented), before any voice standardisation."""
     train = WindowSet.concat([s.select(fold.train) for s in (original, *augmented)])
     return train, original.select(fold.test)
+
+
+def standardised_fold(
+    fold: Fold,
+    original: WindowSet,
+    augmented: list[WindowSet],
+    speaker_of_utterance: np.ndarray,
+    neutral_of_utterance: np.ndarray,
+    spec: FeatureSpec,
+) -> tuple[WindowSet, dict[str, WindowSet], FeatureStatistics | None]:
+    """Training windows, test windows per condition (see ``CONDITIONS``), cold statistics.
+
+    Training windows are standardised with their own speaker's statistics, each augmented copy
+    counting as a voice of its own (a pitch-shifted speaker is another voice); test windows
+    with their speaker's other utterances (adapted) or the training set's statistics (cold).
+    Without the "speaker" normalisation the windows are already the models' inputs, the same
+    adapted or cold.
+    """
+    train, test = fold_windows(fold, original, augmented)
+    if spec.normalisation != "speaker":
+        return train, {"adapted": test, "cold": test}, None
+    cold = statistics_of(original.select(fold.train))
+    train = WindowSet.concat(
+        [
+            standardise_by_voice(s.select(fold.train), speaker_of_utterance, False)
+            for s in (original, *augmented)
+        ]
+    )
+    tests = {
+        "adapted": standardise_by_voice(test, speaker_of_utterance, True, cold),
+        "cold": standardise_with(test, [cold] * len(test.utterance)),
+    }
+    if neutral_of_utterance.any():
+        weights = neutral_heavy_weights(test, speaker_of_utterance, neutral_of_utterance)
+        tests["neutral-heavy"] = standardise_by_voice(
+            test, speaker_of_utterance, True, cold, weights
+        )
+    return train, tests, cold
 
 
 def evaluate_fold(
@@ -142,43 +185,57 @@ def evaluate_fold(
     original: WindowSet,
     augmented: list[WindowSet],
     utterance_labels: np.ndarray,
+    speaker_of_utterance: np.ndarray,
     classes: list[str],
     model_names: tuple[str, ...],
     spec: FeatureSpec,
     config: TrainConfig,
 ) -> dict:
     """Trains each model on the fold's training utterances (plus their augmented copies) and
-    scores float and int8 versions on the held-out utterances, and the int8 ensemble."""
-    train, test = fold_windows(fold, original, augmented)
+    scores float and int8 versions on the held-out utterances, adapted and cold, and the int8
+    ensemble."""
+    neutral_of_utterance = utterance_labels == (
+        classes.index("neutral") if "neutral" in classes else -1
+    )
+    train, tests, cold = standardised_fold(
+        fold, original, augmented, speaker_of_utterance, neutral_of_utterance, spec
+    )
     train_labels = utterance_labels[train.utterance]
     result: dict = {
         "fold": fold.name,
         "train_windows": len(train.utterance),
-        "test_utterances": len(np.unique(test.utterance)),
+        "test_utterances": len(np.unique(fold.test)),
         "models": {},
     }
-    int8_probabilities = []
+    ensemble: dict[str, list[np.ndarray]] = {}
     for name in model_names:
         started = time.perf_counter()
         model = fit(name, train, train_labels, len(classes), config)
         model_input = MODEL_INPUT[name]
-        float_windows = model.predict(test.get(model_input)[..., None], verbose=0)
-        int8_windows = _int8_probabilities(
-            name, model, train.get(model_input), test.get(model_input), classes, spec
-        )
-        owners, float_probs = _per_utterance(float_windows, test.utterance)
-        _, int8_probs = _per_utterance(int8_windows, test.utterance)
-        truth = utterance_labels[owners]
-        result["models"][name] = {
-            "float": scores(truth, float_probs, classes),
-            "int8": scores(truth, int8_probs, classes),
-            "agreement": float(np.mean(float_probs.argmax(1) == int8_probs.argmax(1))),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        int8_probabilities.append(int8_probs)
-    if len(int8_probabilities) > 1:
+        result["models"][name] = {}
+        with tempfile.TemporaryDirectory() as directory:
+            path = export_model(
+                Path(directory), name, model, train.get(model_input), classes, spec, {}, cold
+            )
+            tflite = TFLiteModel(path, spec)
+            for condition, test in tests.items():
+                suffix = CONDITIONS[condition]
+                inputs = test.get(model_input)
+                float_windows = model.predict(inputs[..., None], verbose=0)
+                int8_windows = np.stack([tflite.predict(x) for x in inputs])
+                owners, float_probs = _per_utterance(float_windows, test.utterance)
+                _, int8_probs = _per_utterance(int8_windows, test.utterance)
+                truth = utterance_labels[owners]
+                result["models"][name][f"float{suffix}"] = scores(truth, float_probs, classes)
+                result["models"][name][f"int8{suffix}"] = scores(truth, int8_probs, classes)
+                agreement = float(np.mean(float_probs.argmax(1) == int8_probs.argmax(1)))
+                result["models"][name][f"agreement{suffix}"] = agreement
+                ensemble.setdefault(f"int8{suffix}", []).append(int8_probs)
+        result["models"][name]["seconds"] = round(time.perf_counter() - started, 1)
+    if len(model_names) > 1:
         result["models"]["ensemble"] = {
-            "int8": scores(truth, np.mean(int8_probabilities, axis=0), classes)
+            variant: scores(truth, np.mean(probabilities, axis=0), classes)
+            for variant, probabilities in ensemble.items()
         }
     return result
 
@@ -187,12 +244,21 @@ def evaluate_leaky(
     original: WindowSet,
     augmented: list[WindowSet],
     utterance_labels: np.ndarray,
+    speaker_of_utterance: np.ndarray,
     classes: list[str],
     model_names: tuple[str, ...],
+    spec: FeatureSpec,
     config: TrainConfig,
     seed: int = 0,
 ) -> dict:
-    """The seed's protocol: augment first, split windows at random 80/20, score windows."""
+    """The seed's protocol: augment first, split windows at random 80/20, score windows.
+
+    Windows are standardised with their own speaker's statistics (leaking, as the protocol
+    does everything)."""
+    if spec.normalisation == "speaker":
+        original, *augmented = [
+            standardise_by_voice(s, speaker_of_utterance, False) for s in (original, *augmented)
+        ]
     pooled = WindowSet.concat([original] + augmented)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(pooled.utterance))
@@ -226,7 +292,7 @@ def mean_scores(folds: list[dict]) -> dict:
     summary: dict = {}
     for model, variants in folds[0]["models"].items():
         summary[model] = {}
-        for variant in ("float", "int8"):
+        for variant in VARIANTS:
             if variant not in variants:
                 continue
             per_fold = [f["models"][model][variant] for f in folds]
@@ -237,10 +303,11 @@ def mean_scores(folds: list[dict]) -> dict:
             confusion = np.sum([s["confusion"] for s in per_fold], axis=0).tolist()
             summary[model][variant]["confusion"] = confusion
             summary[model][variant]["pooled"] = confusion_scores(confusion)
-        if "agreement" in variants:
-            summary[model]["agreement"] = float(
-                np.mean([f["models"][model]["agreement"] for f in folds])
-            )
+        for agreement in (f"agreement{suffix}" for suffix in CONDITIONS.values()):
+            if agreement in variants:
+                summary[model][agreement] = float(
+                    np.mean([f["models"][model][agreement] for f in folds])
+                )
     return summary
 
 
@@ -248,7 +315,7 @@ def rescored(report: dict) -> dict:
     """The report with every figure recomputed from its confusion matrices (losses kept)."""
     for fold in report["folds"]:
         for variants in fold["models"].values():
-            for variant in ("float", "int8"):
+            for variant in VARIANTS:
                 if variant in variants:
                     variants[variant].update(confusion_scores(variants[variant]["confusion"]))
     report["mean"] = mean_scores(report["folds"])
@@ -275,12 +342,22 @@ def evaluate_corpus(
     utterances, classes, utterance_labels = load_labelled(
         [corpus], datasets, NATIVE_POLICY, per_speaker, config.seed
     )
+    speaker_of_utterance = np.array([u.speaker for u in utterances])
     original = build_windows(utterances, spec, ORIGINAL)
     augmented = [build_windows(utterances, spec, variant) for variant in config.augment]
     started = time.perf_counter()
     if protocol == "leaky":
         folds = [
-            evaluate_leaky(original, augmented, utterance_labels, classes, model_names, config)
+            evaluate_leaky(
+                original,
+                augmented,
+                utterance_labels,
+                speaker_of_utterance,
+                classes,
+                model_names,
+                spec,
+                config,
+            )
         ]
     else:
         splits = (
@@ -292,7 +369,15 @@ def evaluate_corpus(
         for fold in splits[:folds_limit]:
             folds.append(
                 evaluate_fold(
-                    fold, original, augmented, utterance_labels, classes, model_names, spec, config
+                    fold,
+                    original,
+                    augmented,
+                    utterance_labels,
+                    speaker_of_utterance,
+                    classes,
+                    model_names,
+                    spec,
+                    config,
                 )
             )
             _LOGGER.info(
@@ -301,8 +386,10 @@ def evaluate_corpus(
                 protocol,
                 fold.name,
                 {
-                    m: round(r.get("int8", r.get("float"))["unweighted_accuracy"], 3)
+                    f"{m} {v}": round(r[v]["unweighted_accuracy"], 3)
                     for m, r in folds[-1]["models"].items()
+                    for v in ("int8", "int8-cold", "int8-neutral")
+                    if v in r
                 },
             )
     return {

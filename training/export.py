@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from streamer import __version__
-from streamer.features import FeatureSpec
+from streamer.features import FeatureSpec, FeatureStatistics
 from streamer.models import ModelMetadata, metadata_path, model_path
 from training.architectures import MODEL_INPUT
 
@@ -50,10 +50,15 @@ def export_model(
     labels: list[str],
     spec: FeatureSpec,
     training: dict,
+    statistics: FeatureStatistics | None = None,
     metrics: dict | None = None,
     keep_keras: bool = False,
 ) -> Path:
-    """Writes ``NAME.tflite`` and ``NAME.json`` (and ``NAME.keras`` if asked) into ``directory``."""
+    """Writes ``NAME.tflite`` and ``NAME.json`` (and ``NAME.keras`` if asked) into ``directory``.
+
+    ``statistics`` (the training set's, for the "speaker" normalisation) travel in the metadata:
+    the daemon starts from them (cold) and adapts from there.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = model_path(directory, name)
@@ -66,6 +71,7 @@ def export_model(
         features=spec,
         input_shape=(1, spec.n_frames, spec.n_columns(model_input), 1),
         training=training,
+        statistics=statistics,
         metrics=metrics or {},
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         emostream_version=__version__,
@@ -80,7 +86,8 @@ def attach_metrics(model_file: Path, reports_dir: Path) -> dict:
     """Copies the model's mean figures from every report in ``reports_dir`` into its metadata.
 
     Reports are made by ``emostream evaluate`` with the same architecture and features; the
-    int8 figures are quoted where the report has them.
+    int8 figures are quoted where the report has them: adapted, and under ``cold`` and
+    ``neutral_heavy`` the other conditions.
     """
     name = Path(model_file).stem
     metrics = {}
@@ -91,6 +98,11 @@ def attach_metrics(model_file: Path, reports_dir: Path) -> dict:
             continue
         variant = "int8" if "int8" in variants else "float"
         figures = {k: v for k, v in variants[variant].items() if k != "confusion"}
+        for condition, suffix in (("cold", "-cold"), ("neutral_heavy", "-neutral")):
+            if f"{variant}{suffix}" in variants:
+                figures[condition] = {
+                    k: v for k, v in variants[f"{variant}{suffix}"].items() if k != "confusion"
+                }
         metrics[f"{report['corpus']}-{report['protocol']}"] = {"variant": variant, **figures}
     metadata_file = metadata_path(Path(model_file))
     metadata = json.loads(metadata_file.read_text())

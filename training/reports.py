@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.evaluate import rescored
+from training.evaluate import VARIANTS, rescored
 
 
 def write_report(report: dict, directory: Path) -> list[Path]:
@@ -26,19 +26,26 @@ def write_report(report: dict, directory: Path) -> list[Path]:
     return [*written, summary]
 
 
+def _ua(variants: dict, variant: str) -> str:
+    return f"{100 * variants[variant]['unweighted_accuracy']:.1f} %" if variant in variants else ""
+
+
 def summary_table(report_files: list[Path]) -> str:
     """One table of every report in a folder: the figures the model card quotes."""
     lines = [
         "# Evaluation reports",
         "",
-        "Mean over folds; pooled = from the confusion matrix summed over folds. UA = unweighted",
-        "accuracy (mean per-class recall), per utterance, WA = accuracy; the",
-        "leaky rows score single windows, as the seed notebook did. Reproduce a row with",
+        "UA = unweighted accuracy (mean per-class recall) per utterance, mean over folds, of the",
+        "int8 models as the daemon runs them. Adapted: each test utterance standardised with its",
+        "speaker's OTHER utterances; cold: with the training set's statistics (a voice never",
+        "heard); neutral-heavy: adapted on statistics three quarters neutral. Pooled = from the",
+        "confusion matrix summed over folds. Leaky rows score single windows of float models, as",
+        "the seed notebook did. Reproduce a row with",
         "`emostream evaluate --corpus CORPUS --protocol PROTOCOL`.",
         "",
-        "| Corpus | Protocol | Folds | Model | Loss | UA | UA pooled | WA | Macro-F1 "
-        "| int8 = float |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Corpus | Protocol | Folds | Model | UA adapted | UA cold | UA neutral-heavy "
+        "| UA pooled | UA float | WA | Macro-F1 | int8 = float |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for path in report_files:
         report = json.loads(path.read_text())
@@ -48,13 +55,21 @@ def summary_table(report_files: list[Path]) -> str:
             variant = "int8" if "int8" in variants else "float"
             s = variants[variant]
             agreement = variants.get("agreement")
-            lines.append(
-                f"| {report['corpus']} | {report['protocol']} | {folds} | {model} ({variant}) "
-                f"| {s['loss']:.3f} | {100 * s['unweighted_accuracy']:.1f} % "
-                f"| {100 * s['pooled']['unweighted_accuracy']:.1f} % "
-                f"| {100 * s['weighted_accuracy']:.1f} % | {100 * s['macro_f1']:.1f} % "
-                f"| {'' if agreement is None else f'{100 * agreement:.1f} %'} |"
-            )
+            cells = [
+                report["corpus"],
+                report["protocol"],
+                folds,
+                f"{model} ({variant})",
+                _ua(variants, variant),
+                _ua(variants, f"{variant}-cold"),
+                _ua(variants, f"{variant}-neutral"),
+                f"{100 * s['pooled']['unweighted_accuracy']:.1f} %",
+                _ua(variants, "float") if variant == "int8" else "",
+                f"{100 * s['weighted_accuracy']:.1f} %",
+                f"{100 * s['macro_f1']:.1f} %",
+                "" if agreement is None else f"{100 * agreement:.1f} %",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -71,18 +86,22 @@ def markdown_table(report: dict) -> str:
         "",
         f"{len(report['folds'])} fold(s), {report['utterances']} utterances, "
         f"labels: {', '.join(report['labels'])}. Mean over folds; pooled = from the confusion "
-        "matrix summed over folds.",
+        f"matrix summed over folds; {report.get('seconds', '?')} s of training and testing. "
+        "Variants: adapted (no suffix: each utterance standardised with its speaker's other "
+        "utterances), -cold (training-set statistics), -neutral (adapted, three quarters "
+        "neutral).",
         "",
         f"| Model | Loss | Accuracy ({metric}) | {metric} pooled | Weighted accuracy | Macro-F1 "
         "| int8 agreement |",
         "|---|---|---|---|---|---|---|",
     ]
     for model, variants in report["mean"].items():
-        for variant in ("float", "int8"):
+        for variant in VARIANTS:
             if variant not in variants:
                 continue
             s = variants[variant]
-            agreement = variants.get("agreement") if variant == "int8" else None
+            suffix = variant[len("int8") :] if variant.startswith("int8") else ""
+            agreement = variants.get(f"agreement{suffix}") if variant.startswith("int8") else None
             cells = [
                 f"{model} ({variant})",
                 f"{s['loss']:.4f}",
@@ -95,25 +114,26 @@ def markdown_table(report: dict) -> str:
             lines.append("| " + " | ".join(cells) + " |")
     if len(report["folds"]) > 1:
         models = list(report["folds"][0]["models"])
+        shown = [v for v in ("int8", "int8-cold") if v in report["folds"][0]["models"][models[0]]]
+        columns = [f"{m} {v}" for m in models for v in shown]
         lines += [
             "",
             "Per fold (UA of the int8 models):",
             "",
-            "| Fold | " + " | ".join(models) + " |",
-            "|---" * (len(models) + 1) + "|",
+            "| Fold | " + " | ".join(columns) + " |",
+            "|---" * (len(columns) + 1) + "|",
         ]
         for fold in report["folds"]:
-            cells = [
-                f"{100 * fold['models'][m]['int8']['unweighted_accuracy']:.1f} %" for m in models
-            ]
+            cells = [_ua(fold["models"][m], v) for m in models for v in shown]
             lines.append(f"| {fold['fold']} | " + " | ".join(cells) + " |")
-    best = report["mean"]
     lines += ["", "Confusion (rows true, columns predicted; " + ", ".join(report["labels"]) + "):"]
-    for model, variants in best.items():
-        variant = "int8" if "int8" in variants else "float"
-        lines += ["", f"{model} ({variant}):", "", "```"]
-        lines += [" ".join(f"{n:5d}" for n in row) for row in variants[variant]["confusion"]]
-        lines += ["```"]
+    for model, variants in report["mean"].items():
+        for variant in ("int8", "int8-cold", "float"):
+            if variant not in variants or (variant == "float" and "int8" in variants):
+                continue
+            lines += ["", f"{model} ({variant}):", "", "```"]
+            lines += [" ".join(f"{n:5d}" for n in row) for row in variants[variant]["confusion"]]
+            lines += ["```"]
     return "\n".join(lines) + "\n"
 
 

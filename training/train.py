@@ -13,7 +13,13 @@ import numpy as np
 from streamer.features import FeatureSpec
 from training.architectures import BUILDERS, MODEL_INPUT
 from training.corpora import SHIPPED_POLICY, LabelPolicy, load_labelled, speakers
-from training.dataset import ORIGINAL, WindowSet, build_windows
+from training.dataset import (
+    ORIGINAL,
+    WindowSet,
+    build_windows,
+    standardise_by_voice,
+    statistics_of,
+)
 from training.export import attach_metrics, export_model
 
 _LOGGER = logging.getLogger(__name__)
@@ -60,7 +66,7 @@ def fit(
     config: TrainConfig,
     verbose: int = 0,
 ):
-    """A trained Keras model ``name`` ("cnn" or "lstm") for windows labelled 0..n_classes-1."""
+    """A trained Keras model ``name`` (see ``BUILDERS``) for windows labelled 0..n_classes-1."""
     configure_tensorflow()
     import keras
 
@@ -115,6 +121,13 @@ def train_models(
         corpora, datasets, policy, per_speaker, config.seed
     )
     sets = [build_windows(utterances, spec, variant) for variant in (ORIGINAL, *config.augment)]
+    statistics = None
+    if spec.normalisation == "speaker":
+        # Each speaker standardised with their own statistics, each augmented copy as a voice
+        # of its own; the daemon starts from the original recordings' statistics.
+        statistics = statistics_of(sets[0])
+        speaker_of_utterance = np.array([u.speaker for u in utterances])
+        sets = [standardise_by_voice(s, speaker_of_utterance, False) for s in sets]
     windows = WindowSet.concat(sets)
     training = {
         "corpora": list(corpora),
@@ -138,6 +151,7 @@ def train_models(
             classes,
             spec,
             dict(training),
+            statistics,
             keep_keras=keep_keras,
         )
         if reports_dir is not None:

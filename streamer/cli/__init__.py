@@ -1,7 +1,8 @@
 """The ``emostream`` command line; only this package sees parsed arguments.
 
 One module per group of commands parses their options (``daemon``: serve and devices;
-``classify``; ``client``: monitor, mqtt and keygen; ``settings``: config; ``bench``);
+``classify``; ``client``: monitor, mqtt and keygen; ``settings``: config; ``bench``;
+``adapt``);
 ``output`` draws what they print; ``options`` generates the flags of every setting from
 ``streamer.config``.
 Commands of other packages (``train`` and ``evaluate`` from ``training``) are registered under
@@ -17,6 +18,7 @@ from importlib.metadata import EntryPoint, entry_points
 import click
 
 from streamer import __version__
+from streamer.cli.adapt import adapt
 from streamer.cli.bench import bench
 from streamer.cli.classify import classify
 from streamer.cli.client import keygen, monitor, mqtt
@@ -69,5 +71,5 @@ def main(verbose: bool) -> None:
     )
 
 
-for _command in (serve, bench, monitor, mqtt, keygen, show_config, classify, devices):
+for _command in (serve, bench, monitor, mqtt, keygen, show_config, classify, devices, adapt):
     main.add_command(_command)

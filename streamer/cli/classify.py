@@ -12,6 +12,12 @@ from streamer.config_paths import EffectiveConfig
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--session",
+    is_flag=True,
+    help="The files are one voice: standardise each with the statistics of the others' speech "
+    "(default: each file cold, with the training statistics).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file, per line.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
 @click.option(
@@ -20,6 +26,7 @@ from streamer.config_paths import EffectiveConfig
 @settings_options("pipeline")
 def classify(
     files: tuple[Path, ...],
+    session: bool,
     as_json: bool,
     as_csv: bool,
     windows: bool,
@@ -50,7 +57,7 @@ def classify(
     try:
         paths = audio_files(list(files))
         loaded = load_models(pipeline.model_dir, pipeline.models)
-        for outcome in classify_files(paths, loaded, pipeline):
+        for outcome in classify_files(paths, loaded, pipeline, session):
             if isinstance(outcome, Exception):
                 click.echo(f"skipped {outcome}", err=True)
                 skipped.append(outcome)

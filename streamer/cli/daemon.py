@@ -9,7 +9,7 @@ from streamer.config_paths import EffectiveConfig
 
 
 @click.command()
-@settings_options("source", "pipeline", "publish")
+@settings_options("source", "pipeline", "publish", "adaptation")
 def serve(settings: EffectiveConfig) -> None:
     """Classify audio from a microphone or file and publish each window over ZeroMQ.
 

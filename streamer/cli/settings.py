@@ -11,7 +11,7 @@ from streamer.config_paths import EffectiveConfig
 
 
 @click.command("config")
-@settings_options("source", "pipeline", "publish")
+@settings_options("source", "pipeline", "publish", "adaptation")
 @click.option(
     "--set",
     "assignments",

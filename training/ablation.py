@@ -1,0 +1,120 @@
+"""Ablation: each lever of the functionals model changed alone, on the same folds.
+
+The CNN and CNN-LSTM take half an hour per corpus to evaluate on this machine; the functionals
+model takes minutes, so its levers are measured one by one here (Emo-DB leave one speaker out,
+the same folds, seed and epochs as ``emostream evaluate``). The ensemble's own figures (each
+model alone, adapted, cold, neutral-heavy) come from the full reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from streamer.features import FeatureSpec
+from training import architectures
+from training.evaluate import evaluate_corpus
+from training.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class Lever:
+    """One change from the shipped recipe."""
+
+    name: str
+    """What is switched off or replaced."""
+    spec: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """FeatureSpec fields changed."""
+    training: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """TrainConfig fields changed."""
+    architecture: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """``build_functionals`` keyword arguments changed."""
+
+
+LEVERS = (
+    Lever("shipped recipe"),
+    Lever("per-window CMVN instead of voice statistics", spec={"normalisation": "cmvn"}),
+    Lever("no augmentation (pitch, stretch, noise copies)", training={"augment": ()}),
+    Lever("no batch normalisation of the functionals", architecture={"batch_norm": False}),
+    Lever("linear classifier (no hidden layer)", architecture={"hidden": 0}),
+    Lever("100 epochs instead of 30", training={"epochs": 100}),
+)
+
+
+@contextlib.contextmanager
+def _functionals_built_with(arguments: dict[str, Any]) -> Iterator[None]:
+    original = architectures.BUILDERS["functionals"]
+    architectures.BUILDERS["functionals"] = functools.partial(
+        architectures.build_functionals, **arguments
+    )
+    try:
+        yield
+    finally:
+        architectures.BUILDERS["functionals"] = original
+
+
+def run_ablation(corpus: str, datasets: Path, levers: tuple[Lever, ...] = LEVERS) -> list[dict]:
+    """UA (int8, mean over folds) adapted, cold and neutral-heavy for each lever."""
+    rows = []
+    for lever in levers:
+        spec = dataclasses.replace(FeatureSpec(), **lever.spec)
+        config = dataclasses.replace(TrainConfig(), **lever.training)
+        started = time.perf_counter()
+        with _functionals_built_with(lever.architecture):
+            report = evaluate_corpus(corpus, "speaker", datasets, ("functionals",), spec, config)
+        figures = report["mean"]["functionals"]
+        rows.append(
+            {
+                "lever": lever.name,
+                **{
+                    condition: figures[variant]["unweighted_accuracy"]
+                    for condition, variant in (
+                        ("adapted", "int8"),
+                        ("cold", "int8-cold"),
+                        ("neutral-heavy", "int8-neutral"),
+                    )
+                    if variant in figures
+                },
+                "seconds": round(time.perf_counter() - started),
+            }
+        )
+    return rows
+
+
+def ablation_table(corpus: str, rows: list[dict]) -> str:
+    """Markdown rows: lever, UA adapted / cold / neutral-heavy, and the time the run took."""
+    lines = [
+        f"Functionals model alone, {corpus} leave one speaker out, int8, UA mean over folds:",
+        "",
+        "| lever | adapted | cold | neutral-heavy | run time |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = [
+            f"{100 * row[c]:.1f} %" if c in row else "–"
+            for c in ("adapted", "cold", "neutral-heavy")
+        ]
+        lines.append(f"| {row['lever']} | {' | '.join(cells)} | {row['seconds']} s |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """``python -m training.ablation [CORPUS]``: prints the table (Markdown)."""
+    import logging
+    import os
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    corpus = sys.argv[1] if len(sys.argv) > 1 else "emodb"
+    datasets = Path(os.environ.get("EMOSTREAM_DATA", Path.cwd().parent / "shared" / "datasets"))
+    print(ablation_table(corpus, run_ablation(corpus, datasets)))
+
+
+if __name__ == "__main__":
+    main()
