@@ -132,7 +132,7 @@ def test_the_daemon_adapts_on_speech_keeps_the_statistics_across_restarts_and_re
     shown = subprocess.run(
         [*emostream_command(), "adapt"], capture_output=True, text=True, timeout=30
     )
-    assert f"adapted on {2 * heard:.0f} s of speech" in shown.stdout, shown.stderr
+    assert f"adapted on {2 * heard:.1f} s of speech" in shown.stdout, shown.stderr
     reset = subprocess.run(
         [*emostream_command(), "adapt", "--reset"], capture_output=True, text=True, timeout=30
     )

@@ -44,4 +44,4 @@ def adapt(reset: bool, settings: EffectiveConfig) -> None:
         return
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise click.ClickException(f"{state_file}: unreadable adaptation state ({error})") from None
-    click.echo(f"adapted on {seconds:.0f} s of speech; state in {state_file}")
+    click.echo(f"adapted on {seconds:.1f} s of speech; state in {state_file}")
