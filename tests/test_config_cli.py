@@ -160,3 +160,22 @@ def test_every_command_reads_the_user_file(tmp_path, command):
     result = emostream(*arguments, home=tmp_path)
     assert result.returncode != 0
     assert result.stderr.strip() == f"Error: {path}: unknown config key 'publish.bnd'"
+
+
+@pytest.mark.parametrize(("word", "models"), [("both", ["cnn", "lstm"]), ("lstm", ["lstm"])])
+def test_flags_and_set_assignments_reach_the_settings_config_prints(tmp_path, word, models):
+    from click.testing import CliRunner
+
+    from streamer.cli import main
+
+    empty = tmp_path / "emostream.toml"
+    empty.write_text("")
+    arguments = ["config", "--config", str(empty), "--model", word]
+    result = CliRunner().invoke(main, [*arguments, "--set", "pipeline.hop_seconds=1"])
+    assert result.exit_code == 0, result.output
+    printed = tomllib.loads(result.output)
+    assert printed["pipeline"]["models"] == models
+    assert printed["pipeline"]["hop_seconds"] == 1.0
+    refused = CliRunner().invoke(main, [*arguments, "--set", "pipeline.hop=1"])
+    assert refused.exit_code == 1
+    assert refused.output.strip() == "Error: unknown config key 'pipeline.hop'"
