@@ -1,6 +1,7 @@
 """Mutation testing of the pure modules: how many small planted bugs the fast tests catch.
 
     python benchmarks/mutation.py             # from the checkout; --jobs N (default 2)
+    python benchmarks/mutation.py --report    # the figures of the last run (also an unfinished one)
 
 mutmut (the [dev] extra) copies the code to ``mutants/``, plants one change at a time (an
 operator, a constant, a condition, a dropped argument) in each function of SCOPE, and runs the
@@ -54,17 +55,30 @@ SCOPE = {
 }
 """Module -> mutmut name patterns of the functions mutated."""
 CAUGHT = ("killed", "timeout")
+UNTESTED = "not checked"
+"""mutmut's word for a mutant an unfinished run has not reached yet."""
+
+
+def _figures(counts: Counter[str]) -> str:
+    """Mutants, how many were tested, how many caught, and caught / tested."""
+    mutants = sum(counts.values())
+    tested = mutants - counts[UNTESTED]
+    caught = sum(counts[outcome] for outcome in CAUGHT)
+    return f"{mutants:>8} {tested:>7} {caught:>7} {caught / max(tested, 1):>7.1%}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
-    jobs = parser.parse_args().jobs
+    parser.add_argument("--report", action="store_true", help="only report the last run")
+    arguments = parser.parse_args()
     os.chdir(ROOT)
-    shutil.rmtree("mutants", ignore_errors=True)  # a fresh run, not one resumed on old code
     patterns = [pattern for module in SCOPE.values() for pattern in module]
     mutmut = [sys.executable, "-m", "mutmut"]
-    subprocess.run([*mutmut, "run", "--max-children", str(jobs), *patterns], check=True)
+    if not arguments.report:
+        shutil.rmtree("mutants", ignore_errors=True)  # a fresh run, not one resumed on old code
+        run = [*mutmut, "run", "--max-children", str(arguments.jobs), *patterns]
+        subprocess.run(run, check=True)
     listing = subprocess.run(
         [*mutmut, "results", "--all", "true"], check=True, capture_output=True, text=True
     ).stdout
@@ -73,21 +87,17 @@ def main() -> int:
     )
     total: Counter[str] = Counter()
     survivors = []
-    print(f"\n{'module':<36} {'mutants':>8} {'caught':>7} {'score':>7}")
+    print(f"\n{'module':<36} {'mutants':>8} {'tested':>7} {'caught':>7} {'score':>7}")
     for module, module_patterns in SCOPE.items():
         counts: Counter[str] = Counter()
         for name, outcome in status.items():
             if any(fnmatch.fnmatch(name, pattern) for pattern in module_patterns):
                 counts[outcome] += 1
-                if outcome not in CAUGHT:
+                if outcome not in (*CAUGHT, UNTESTED):
                     survivors.append(f"{name}: {outcome}")
-        caught = sum(counts[outcome] for outcome in CAUGHT)
-        mutants = sum(counts.values())
         total.update(counts)
-        print(f"{module:<36} {mutants:>8} {caught:>7} {caught / max(mutants, 1):>7.1%}")
-    caught = sum(total[outcome] for outcome in CAUGHT)
-    mutants = sum(total.values())
-    print(f"{'all':<36} {mutants:>8} {caught:>7} {caught / max(mutants, 1):>7.1%}")
+        print(f"{module:<36} {_figures(counts)}")
+    print(f"{'all':<36} {_figures(total)}")
     print(f"outcomes: {dict(total)}")
     print("\nnot caught:\n" + "\n".join(sorted(survivors)))
     return 0
