@@ -124,3 +124,64 @@ def test_every_setting_has_a_docstring_for_its_flag_help():
 def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         PipelineConfig().hop_seconds = 1.0  # type: ignore[misc]
+
+
+# Each limit of [publish] and [mqtt]: the value just inside is taken, the one just outside is
+# refused with the key named (a limit off by one, or a flipped test, fails one of the two).
+LIMITS = [
+    ("source", "source", "mic:USB", "", "must not be empty"),
+    ("source", "block_size", 16, 15, "must be at least 16 samples"),
+    ("source", "device_rate", 0, -1, "must be 0 or a rate in hertz"),
+    ("source", "ring_seconds", 1.0, 0.9, "must be at least 1 second"),
+    ("source", "retry_max_seconds", 0.01, 0.0, "must be positive"),
+    ("source", "latency_seconds", 2.0, 2.01, "must be in (0, 2]"),
+    ("source", "latency_seconds", 0.01, 0.0, "must be in (0, 2]"),
+    ("publish", "send_hwm", 1, 0, "must be at least 1"),
+    ("publish", "status_seconds", 0.01, 0.0, "must be positive"),
+    ("publish", "wait_for_subscriber", 0.0, -0.1, "must be >= 0"),
+    ("publish", "bind", "ipc:///run/e.sock", "udp://127.0.0.1:5556", "must start with tcp://"),
+    ("publish", "device", "kitchen-2.b_c", "kitchen/2", "must be letters, digits"),
+    ("mqtt", "offline_after", 0.01, 0.0, "must be positive"),
+    ("mqtt", "keepalive_seconds", 5, 4, "must be at least 5"),
+    ("mqtt", "retry_max_seconds", 1.0, 0.9, "must be at least 1"),
+    ("mqtt", "connect_timeout", 0.01, 0.0, "must be positive"),
+    ("mqtt", "max_unsent", 1, 0, "must be at least 1"),
+    ("mqtt", "topic_prefix", "home/emotions", "home/#", "without"),
+    ("mqtt", "topic_prefix", "home/emotions", "home//emotions", "without"),
+    ("mqtt", "discovery_prefix", "", "ha/+", "without"),
+    ("mqtt", "broker", "mqtts://broker.lan", "http://broker.lan", "must be mqtt://"),
+    ("mqtt", "broker", "mqtt://broker.lan:1884", "mqtt://broker.lan:99999", "must be mqtt://"),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "inside", "outside", "problem"), LIMITS)
+def test_each_limit_takes_the_value_inside_and_names_the_key_of_one_outside(
+    section, key, inside, outside, problem
+):
+    assert getattr(getattr(load_config(None, {section: {key: inside}}), section), key) == inside
+    with pytest.raises(ConfigError, match=f"'{section}.{key}'.*{re.escape(problem)}"):
+        load_config(None, {section: {key: outside}})
+
+
+@pytest.mark.parametrize(
+    ("section", "given", "key", "problem"),
+    [
+        ("publish", {"curve_clients": "/k/clients"}, "curve_clients", "curve_secret_key"),
+        ("publish", {"curve_secret_key": "/k/s.key_secret"}, "curve_clients", "curve_secret_key"),
+        ("mqtt", {"curve_secret_key": "/k/b.key_secret"}, "curve_server_key", "curve_secret_key"),
+        ("mqtt", {"curve_server_key": "/k/server.key"}, "curve_server_key", "curve_secret_key"),
+        ("mqtt", {"password_file": "/k/password"}, "password_file", "needs mqtt.username"),
+    ],
+)
+def test_settings_that_only_work_together_are_refused_alone(section, given, key, problem):
+    with pytest.raises(ConfigError, match=f"'{section}.{key}'.*{re.escape(problem)}"):
+        load_config(None, {section: given})
+
+
+def test_settings_that_work_together_are_taken_together():
+    keys = {"curve_secret_key": "/k/s.key_secret", "curve_clients": "/k/clients"}
+    assert load_config(None, {"publish": keys}).publish.curve_clients == Path("/k/clients")
+    bridge = {"curve_secret_key": "/k/b.key_secret", "curve_server_key": "/k/server.key"}
+    login = {"username": "emostream", "password_file": "/k/password"}
+    mqtt = load_config(None, {"mqtt": {**bridge, **login}}).mqtt
+    assert (mqtt.curve_server_key, mqtt.password_file) == ("/k/server.key", "/k/password")
