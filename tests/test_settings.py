@@ -184,4 +184,4 @@ def test_settings_that_work_together_are_taken_together():
     bridge = {"curve_secret_key": "/k/b.key_secret", "curve_server_key": "/k/server.key"}
     login = {"username": "emostream", "password_file": "/k/password"}
     mqtt = load_config(None, {"mqtt": {**bridge, **login}}).mqtt
-    assert (mqtt.curve_server_key, mqtt.password_file) == ("/k/server.key", "/k/password")
+    assert (str(mqtt.curve_server_key), str(mqtt.password_file)) == ("/k/server.key", "/k/password")
