@@ -117,7 +117,8 @@ def test_a_concurrent_writer_and_reader_lose_nothing_when_the_reader_keeps_up():
                 count += len(samples)
                 progress.notify()
 
-    thread = threading.Thread(target=reader)
+    # A daemon thread: if the test fails, a reader still waiting must not keep pytest from exiting.
+    thread = threading.Thread(target=reader, daemon=True)
     thread.start()
     for start in range(0, total, 512):
         # "Keeps up" is the premise, not a race against the scheduler: the writer never runs more
