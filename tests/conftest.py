@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from daemon_support import RunningDaemon, serve, shipped_model_dir, subscribe
 from needs import unavailable
-from pulse_support import sound_server_state
+from pulse_support import PrivatePulse, require_pulseaudio, sound_server_state
 
+from streamer.sources import rescan_devices
 from streamer.wire import connect_address
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,3 +130,21 @@ def nonspeech() -> Path:
 def test_clips() -> list[Path]:
     """Short real clips committed with the repository (see tests/data/README.md)."""
     return sorted(TEST_DATA.glob("*.wav"))
+
+
+@pytest.fixture()
+def private_sound_server(monkeypatch) -> Iterator[None]:
+    """A private PulseAudio server behind the ALSA "pulse" device, never the user's own, with
+    PortAudio rescanned so that its devices are listed (and again afterwards, so that no
+    later test sees them).
+
+    Without hardware, its null sink's monitor gives a real capture device.
+    """
+    require_pulseaudio()
+    pulse = PrivatePulse()
+    monkeypatch.setenv("PULSE_SERVER", pulse.env["PULSE_SERVER"])
+    rescan_devices()
+    yield
+    pulse.stop()
+    monkeypatch.undo()
+    rescan_devices()

@@ -5,15 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from daemon_support import emostream_command
 from needs import unavailable
-from pulse_support import PrivatePulse, has_sound_cards, require_pulseaudio
-
-from streamer.sources import rescan_devices
+from pulse_support import has_sound_cards
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,24 +25,8 @@ def emostream(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
-@pytest.fixture()
-def sound_server(monkeypatch) -> Iterator[None]:
-    """A private PulseAudio server for the ALSA "pulse" device, never the user's own.
-
-    Without hardware, its null sink's monitor gives a real capture device.
-    """
-    require_pulseaudio()
-    pulse = PrivatePulse()
-    monkeypatch.setenv("PULSE_SERVER", pulse.env["PULSE_SERVER"])
-    rescan_devices()
-    yield
-    pulse.stop()
-    monkeypatch.undo()
-    rescan_devices()
-
-
 @pytest.mark.mic
-def test_devices_lists_every_input_with_the_rates_it_accepts(sound_server):
+def test_devices_lists_every_input_with_the_rates_it_accepts(private_sound_server):
     from streamer.sources import list_input_devices
 
     result = emostream("devices")

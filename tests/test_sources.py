@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import soundfile as sf
 from needs import unavailable
-from pulse_support import PrivatePulse, has_sound_cards, require_pulseaudio
+from pulse_support import has_sound_cards
 
 from streamer.audio import read_audio
 from streamer.config import SourceConfig
@@ -87,18 +86,7 @@ def test_mic_sources_are_parsed_from_the_source_setting():
     assert named.name == "mic:USB Audio"
 
 
-@pytest.fixture()
-def listed_devices(monkeypatch) -> Iterator[None]:
-    """PortAudio rescanned with a private PulseAudio server running: its devices are listed."""
-    require_pulseaudio()
-    pulse = PrivatePulse()
-    monkeypatch.setenv("PULSE_SERVER", pulse.env["PULSE_SERVER"])
-    rescan_devices()
-    yield
-    pulse.stop()
-
-
-def test_an_unknown_device_is_an_error_naming_it(listed_devices):
+def test_an_unknown_device_is_an_error_naming_it(private_sound_server):
     with pytest.raises(SourceError, match="no input device matching 'no-such-microphone'"):
         resolve_input_device("no-such-microphone")
     with pytest.raises(SourceError, match="no input device with index 999"):
