@@ -25,6 +25,7 @@ from streamer.client import Emotion, MessageError, parse_message
 from streamer.config import MqttConfig
 from streamer.monitor import LABEL_COLOURS
 from streamer.mqtt import OFFLINE, ONLINE, BrokerLink
+from streamer.wire import TOPIC_EMOTION
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class FleetState:
             row.online = {ONLINE: True, OFFLINE: False}.get(payload.decode(errors="replace"))
             return
         try:
-            event = parse_message(b"emotion", payload)
+            event = parse_message(TOPIC_EMOTION.encode(), payload)
         except MessageError as error:
             self.malformed += 1
             _LOGGER.debug("%s: skipped a malformed message: %s", topic, error)
