@@ -162,6 +162,16 @@ def test_labelled_utterances_of_several_corpora_follow_the_policy(tmp_path):
     assert len(few) == 2 and {u.label for u in few} <= {"neutral", "calm", "angry"}
 
 
+def test_the_subset_of_a_quick_run_is_the_one_its_seed_draws(tmp_path):
+    for code in ("01", "02", "03", "04", "05", "06", "07", "08"):
+        _touch(tmp_path / "ravdess" / "Actor_01" / f"03-01-{code}-01-01-01-01.wav")
+    every, _, _ = load_labelled(["ravdess"], tmp_path, NATIVE_POLICY)
+    for seed in (0, 5):
+        few, _, _ = load_labelled(["ravdess"], tmp_path, NATIVE_POLICY, per_speaker=3, seed=seed)
+        assert few == subset_per_speaker(every, 3, seed=seed)
+    assert subset_per_speaker(every, 3, seed=0) != subset_per_speaker(every, 3, seed=5)
+
+
 def test_cremad_names_give_speaker_and_emotion(tmp_path):
     for name in ("1001_DFA_ANG_XX", "1001_IEO_HAP_HI", "1091_TSI_NEU_XX", "1091_WSI_DIS_LO"):
         _write_tone(tmp_path / "AudioWAV" / f"{name}.wav")

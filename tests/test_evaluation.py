@@ -55,6 +55,13 @@ def test_a_corpus_of_many_speakers_gets_five_folds_and_one_of_ten_leaves_each_ou
     assert many[0].name == "0000+0001+0002+0003+0004"
     ten = speaker_folds("savee", _utterances("savee", [f"S{n}" for n in range(10)], 2))
     assert [f.name for f in ten] == [f"S{n}" for n in range(10)]
+    eleven = speaker_folds("savee", _utterances("savee", [f"S{n:02d}" for n in range(11)], 2))
+    assert [len(f.test) // 2 for f in eleven] == [3, 3, 3, 2]
+
+
+def test_ravdess_holds_out_four_actors_at_a_time_even_when_fewer_than_ten_are_there():
+    folds = speaker_folds("ravdess", _utterances("ravdess", [f"{n:02d}" for n in range(1, 9)], 2))
+    assert [f.name for f in folds] == ["01+02+03+04", "05+06+07+08"]
 
 
 def test_augmented_copies_of_test_utterances_never_reach_training():
@@ -82,6 +89,12 @@ def test_unweighted_accuracy_is_the_mean_recall_of_the_classes_that_occur():
     assert figures["macro_f1"] == pytest.approx((f1_first + f1_second) / 2)
 
 
+def test_macro_f1_counts_a_class_predicted_once_though_it_never_occurs():
+    figures = confusion_scores([[9, 1], [0, 0]])  # one clip wrongly called the second class
+    assert figures["unweighted_accuracy"] == pytest.approx(0.9)
+    assert figures["macro_f1"] == pytest.approx((2 * 9 / (10 + 9) + 0.0) / 2)
+
+
 def test_unweighted_accuracy_gives_a_rare_class_the_weight_of_a_common_one():
     """With unequal class totals UA and WA differ: 9 of 10 common, 2 of 4 rare right."""
     figures = confusion_scores([[9, 1], [2, 2]])
@@ -96,6 +109,19 @@ def test_scores_of_probabilities_give_confusion_and_cross_entropy():
     assert figures["confusion"] == [[1, 0], [1, 1]]
     assert figures["loss"] == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4])))
     assert figures["unweighted_accuracy"] == pytest.approx(0.75)
+    assert figures["n"] == 3
+
+
+def test_every_class_has_a_row_and_column_of_the_confusion_even_one_no_clip_touched():
+    """Folds' matrices are summed (``mean_scores``), so each must have every class."""
+    probabilities = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0]])
+    figures = scores(np.array([0, 1]), probabilities, ["angry", "sad", "neutral"])
+    assert figures["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
+
+
+def test_a_certain_wrong_answer_costs_a_large_but_finite_loss():
+    figures = scores(np.array([1]), np.array([[1.0, 0.0]]), ["angry", "sad"])
+    assert np.isfinite(figures["loss"]) and figures["loss"] > 10
 
 
 def test_the_random_split_keeps_a_fifth_for_testing_in_each_class_and_no_utterance_twice():
@@ -141,6 +167,8 @@ def test_mean_scores_leave_out_what_the_folds_did_not_measure():
     del fold["models"]["cnn"]["int8"]
     summary = mean_scores([fold])
     assert set(summary["cnn"]) == {"float"}
+    fold["models"]["cnn"]["float-cold"] = dict(fold["models"]["cnn"]["float"])
+    assert set(mean_scores([fold])["cnn"]) == {"float", "float-cold"}
 
 
 def test_rescoring_recomputes_every_figure_from_the_confusion_matrices_and_keeps_losses():

@@ -11,11 +11,15 @@ import pytest
 from streamer.audio import read_audio
 from streamer.bench import librosa_features
 from streamer.features import (
+    STD_FLOOR,
     FeatureExtractor,
     FeatureSpec,
     FeatureStatistics,
+    FrameFeatures,
     StreamingFeatures,
     mel_basis,
+    statistics_from_moments,
+    window_moments,
 )
 
 SPEC = FeatureSpec()
@@ -61,6 +65,7 @@ def test_a_window_has_the_frames_its_spec_promises():
     frames = extractor.frames(audio)
     assert frames.log_mel.shape == (SPEC.n_frames, SPEC.n_mels)
     assert frames.mfcc_energy.shape == (SPEC.n_frames, SPEC.n_mfcc + 1)
+    assert frames.get("frame_features").shape == (SPEC.n_frames, SPEC.statistics_columns)
 
 
 @pytest.mark.parametrize("block_size", [512, 1024, 1600, 7])
@@ -104,6 +109,54 @@ def test_cmvn_gives_each_column_zero_mean_and_unit_variance(test_clips):
     np.testing.assert_allclose(normalised.std(axis=0), 1, atol=2e-2)
 
 
+def _window(log_mel_spread: float, mfcc_spread: float, seed: int = 0) -> FrameFeatures:
+    """A window of random frame features around -40 dB and 0, with the spreads given."""
+    rng = np.random.default_rng(seed)
+    log_mel = rng.normal(-40.0, log_mel_spread, (SPEC.n_frames, SPEC.n_mels))
+    mfcc_energy = rng.normal(0.0, mfcc_spread, (SPEC.n_frames, SPEC.n_mfcc + 1))
+    return FrameFeatures(log_mel.astype(np.float32), mfcc_energy.astype(np.float32))
+
+
+def test_cmvn_never_amplifies_a_column_beyond_unit_spread_and_leaves_a_flat_one_at_zero():
+    extractor = FeatureExtractor(dataclasses.replace(SPEC, normalisation="cmvn"))
+    window = _window(1.0, 2.0)
+    window.log_mel[:, 0] = -80.0  # a band that never moves
+    inputs = extractor.model_inputs(window)
+    for columns in (inputs.log_mel, inputs.mfcc_energy):
+        assert columns.dtype == np.float32
+        np.testing.assert_allclose(columns.mean(axis=0), 0, atol=1e-4)
+        assert np.all(columns.std(axis=0) <= 1.0)
+    np.testing.assert_allclose(inputs.log_mel.std(axis=0)[1:], 1, atol=2e-3)
+    np.testing.assert_allclose(inputs.mfcc_energy.std(axis=0), 1, atol=2e-3)
+    np.testing.assert_array_equal(inputs.log_mel[:, 0], 0.0)
+
+
+def test_without_normalisation_the_models_get_the_frame_features_as_they_are():
+    window = _window(1.0, 2.0)
+    assert (
+        FeatureExtractor(dataclasses.replace(SPEC, normalisation="none")).model_inputs(window)
+        is window
+    )
+
+
+def test_a_voices_statistics_are_the_mean_and_spread_of_its_windows_each_weighing_the_same():
+    windows = [_window(0.5, 3.0, seed) for seed in range(3)]
+    for window in windows:
+        window.log_mel[:, 0] = -80.0  # a band that never moves: its spread is floored
+    moments = [window_moments(window) for window in windows]
+    statistics = statistics_from_moments(
+        np.mean([first for first, _ in moments], axis=0),
+        np.mean([second for _, second in moments], axis=0),
+    )
+    frames = np.concatenate([window.get("frame_features") for window in windows])
+    assert statistics.mean.shape == statistics.std.shape == (SPEC.statistics_columns,)
+    assert statistics.mean.dtype == statistics.std.dtype == np.float32
+    np.testing.assert_allclose(statistics.mean, frames.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(statistics.std, np.maximum(frames.std(axis=0), STD_FLOOR), rtol=1e-4)
+    assert statistics.std[0] == np.float32(STD_FLOOR)
+    assert 0.4 < statistics.std[1] < 0.6
+
+
 @pytest.mark.parametrize("peak_dbfs", [-10.0, -30.0, -45.0])
 def test_level_free_features_do_not_depend_on_the_microphone_gain(test_clips, peak_dbfs):
     extractor = FeatureExtractor(SPEC)
@@ -115,6 +168,7 @@ def test_level_free_features_do_not_depend_on_the_microphone_gain(test_clips, pe
     np.testing.assert_allclose(quieter.log_mel, reference.log_mel, atol=1e-2)
     np.testing.assert_allclose(quieter.mfcc_energy, reference.mfcc_energy, atol=5e-2)
     assert reference.mfcc_energy[:, -1].max() == 0.0
+    assert reference.log_mel.dtype == reference.mfcc_energy.dtype == np.float32
     assert reference.log_mel.min() >= -SPEC.dynamic_range_db
 
 
@@ -132,6 +186,7 @@ def test_speaker_normalisation_standardises_each_column_with_the_voice_statistic
     np.testing.assert_allclose(
         inputs.mfcc_energy, (level_free.mfcc_energy - mean[40:]) / std[40:], atol=1e-5
     )
+    assert inputs.log_mel.dtype == inputs.mfcc_energy.dtype == np.float32
     with pytest.raises(ValueError, match="statistics"):
         extractor.model_inputs(window)
 
@@ -139,9 +194,12 @@ def test_speaker_normalisation_standardises_each_column_with_the_voice_statistic
 def test_voice_statistics_refuse_wrong_sizes_and_non_finite_values():
     columns = SPEC.statistics_columns
     good = {"mean": [0.0] * columns, "std": [1.0] * columns}
-    assert FeatureStatistics.from_dict(good, columns).std.shape == (columns,)
+    statistics = FeatureStatistics.from_dict(good, columns)
+    assert statistics.mean.shape == statistics.std.shape == (columns,)
+    assert statistics.mean.dtype == statistics.std.dtype == np.float32
     for bad in (
         {"mean": [0.0] * 3, "std": [1.0] * 3},
+        {**good, "std": [1.0] * 3},
         {**good, "std": [0.0] * columns},
         {**good, "mean": [float("nan")] * columns},
     ):

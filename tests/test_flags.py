@@ -20,8 +20,16 @@ import pytest
 from daemon_support import ROOT, emostream_command
 
 from streamer.cli import main
-from streamer.cli.options import flags_of, setting_flags, settings_options
+from streamer.cli.options import (
+    CommaSeparated,
+    NamedValue,
+    SettingFlag,
+    flags_of,
+    setting_flags,
+    settings_options,
+)
 from streamer.config import SECTIONS, Config, PipelineConfig, SourceConfig
+from streamer.config import flag as flag_metadata
 from streamer.config_paths import EffectiveConfig, load_effective_config
 
 if sys.version_info >= (3, 11):
@@ -316,3 +324,155 @@ def test_the_configured_hop_reaches_offline_classification_without_being_restate
     windows = classify_clip(audio, models, config=PipelineConfig(models=("cnn",), hop_seconds=1.0))
     starts = [window.start for window in windows]
     assert len(starts) >= 3 and np.allclose(np.diff(starts), 1.0, atol=0.02), starts
+
+
+# The options below are generated here, in the test, rather than taken from `main`, whose
+# commands were built at import: so the generator itself runs under test.
+
+
+def generated_command(*sections: str) -> tuple[click.Command, list[Config]]:
+    """A command taking the generated flags of ``sections``, and the settings it received."""
+    received: list[Config] = []
+
+    @click.command()
+    @settings_options(*sections)
+    def command(settings: EffectiveConfig) -> None:
+        """Takes settings."""
+        received.append(settings.config)
+
+    return command, received
+
+
+def generated_config(tmp_path: Path, file_text: str, *arguments: str) -> Config:
+    """The settings a generated daemon command receives from a --config file and flags."""
+    settings = tmp_path / "settings.toml"
+    settings.write_text(file_text)
+    command, received = generated_command(*DAEMON_SECTIONS)
+    command.main(["--config", str(settings), *arguments], standalone_mode=False)
+    (config,) = received
+    return config
+
+
+@pytest.mark.parametrize(("section", "name"), BOOLEAN_SETTINGS)
+def test_a_generated_boolean_flag_changes_the_files_value_only_when_given(tmp_path, section, name):
+    dashed = name.replace("_", "-")
+    from_file = f"[{section}]\n{name} = true\n"
+    assert getattr(getattr(generated_config(tmp_path, from_file), section), name) is True
+    turned_off = generated_config(tmp_path, from_file, f"--no-{dashed}")
+    assert getattr(getattr(turned_off, section), name) is False
+    assert getattr(getattr(generated_config(tmp_path, "", f"--{dashed}"), section), name) is True
+
+
+def test_a_generated_flag_overrides_the_file_which_overrides_the_default(tmp_path):
+    config = generated_config(
+        tmp_path, "[pipeline]\nhop_seconds = 1.0\nsmoothing = 0.8\n", "--hop", "0.25"
+    )
+    assert config.pipeline.hop_seconds == 0.25
+    assert config.pipeline.smoothing == 0.8
+    assert config.pipeline.hysteresis == PipelineConfig().hysteresis
+
+
+def test_an_invalid_value_in_the_file_is_one_line_naming_file_and_key(tmp_path):
+    with pytest.raises(click.ClickException) as refused:
+        generated_config(tmp_path, "[pipeline]\nhop_seconds = -1.0\n")
+    message = refused.value.format_message()
+    assert "settings.toml" in message and "'pipeline.hop_seconds' must be positive" in message
+    assert "\n" not in message
+
+
+def test_an_unknown_model_word_is_refused_naming_the_flag(tmp_path):
+    with pytest.raises(click.BadParameter) as refused:
+        generated_config(tmp_path, "", "--model", "rnn")
+    assert "'--model'" in refused.value.format_message()
+
+
+def test_generated_help_is_the_fields_docstring_and_its_default_as_typed():
+    command, _ = generated_command("source", "pipeline", "publish", "adaptation")
+    context = click.Context(command)
+    options = {option.name: option for option in command.params}
+    records = {
+        name: " ".join(option.get_help_record(context)[1].split())
+        for name, option in options.items()
+    }
+    assert records["source__ring_seconds"] == (
+        "Audio the capture ring buffer holds before the oldest unread samples are overwritten. "
+        "[default: 10.0]"
+    )
+    assert records["publish__echo"].startswith("Also print each published label")
+    assert records["publish__echo"].endswith("[default: no-echo]")
+    assert options["publish__echo"].secondary_opts == ["--no-echo"]
+    assert records["adaptation__enabled"].endswith("[default: adapt]")
+    assert records["pipeline__models"].endswith("[default: all]")
+    assert records["publish__curve_clients"].endswith("[default: unset]")
+    assert records["publish__device"].endswith('[default: ""]')
+
+
+def test_a_fields_flag_metadata_gives_its_spellings_and_the_words_it_accepts():
+    example = dataclasses.make_dataclass(
+        "Example",
+        [
+            (
+                "level",
+                float,
+                dataclasses.field(
+                    default=0.5,
+                    metadata=flag_metadata("--loudness", values={"half": 0.5, "full": 1.0}),
+                ),
+            ),
+            (
+                "colour",
+                bool,
+                dataclasses.field(default=True, metadata=flag_metadata("--colour", "--color")),
+            ),
+            ("tags", tuple[str, ...], dataclasses.field(default_factory=lambda: ("a", "b"))),
+        ],
+        frozen=True,
+    )
+    level, colour, tags = (
+        SettingFlag("example", setting, setting.type, "Help.")
+        for setting in dataclasses.fields(example)
+    )
+
+    @click.command()
+    @level.option()
+    @colour.option()
+    @tags.option()
+    def command(**values: object) -> None:
+        """Takes the example settings."""
+
+    context = click.Context(command)
+    helps = [" ".join(option.get_help_record(context)[1].split()) for option in command.params]
+    assert helps == ["Help. [default: half]", "Help. [default: colour]", "Help. [default: a,b]"]
+    parsed = command.make_context("command", ["--loudness", "full", "--no-color"]).params
+    assert parsed == {"example__level": 1.0, "example__colour": False, "example__tags": None}
+
+
+def test_a_flag_value_already_converted_is_taken_as_it_is():
+    models = NamedValue({"all": ("cnn", "lstm"), "cnn": ("cnn",)})
+    assert models.convert(("cnn",), None, None) == ("cnn",)
+    assert models.convert("all", None, None) == ("cnn", "lstm")
+    with pytest.raises(click.BadParameter):
+        models.convert(("rnn",), None, None)
+    assert CommaSeparated().convert(("a", "b"), None, None) == ("a", "b")
+    assert CommaSeparated().convert(" a, ,b ", None, None) == ("a", "b")
+
+
+def test_one_setting_of_a_section_may_be_taken_alone():
+    (device,) = setting_flags("publish.device")
+    assert (device.section, device.setting.name, device.spellings) == (
+        "publish",
+        "device",
+        ("--device",),
+    )
+
+
+@dataclass(frozen=True)
+class Undocumented:
+    """A settings class with a field its author forgot to document."""
+
+    gain_db: float = 0.0
+
+
+def test_a_setting_without_a_docstring_is_refused_naming_it():
+    with pytest.raises(TypeError, match="Undocumented.gain_db: no docstring"):
+        flags_of("undocumented", Undocumented)

@@ -276,11 +276,20 @@ def test_hysteresis_needs_the_margin_to_switch():
     assert smoother.update(np.array([0.35, 0.65]))[0] == "sad"  # leads by 0.3
 
 
+def test_a_lead_of_exactly_the_margin_is_enough_to_switch():
+    smoother = LabelSmoother(
+        ("angry", "sad"), smoothing=1.0, hysteresis=0.25, confidence_threshold=0
+    )
+    assert smoother.update(np.array([0.625, 0.375]))[0] == "angry"
+    assert smoother.update(np.array([0.375, 0.625]))[0] == "sad"  # leads by exactly 0.25
+
+
 def test_below_the_confidence_threshold_the_label_is_withheld():
     smoother = LabelSmoother(("a", "b", "c"), smoothing=1.0, hysteresis=0, confidence_threshold=0.5)
     label, confidence = smoother.update(np.array([0.4, 0.3, 0.3]))
     assert label is None and confidence == pytest.approx(0.4)
     assert smoother.update(np.array([0.7, 0.2, 0.1])) == ("a", pytest.approx(0.7))
+    assert smoother.update(np.array([0.5, 0.25, 0.25])) == ("a", 0.5)  # at it, not below
 
 
 def test_models_with_different_labels_are_refused(models, tmp_path):

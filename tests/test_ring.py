@@ -82,7 +82,7 @@ def test_read_waits_for_data_then_returns_empty_when_none_came():
     assert len(samples) == 0 and samples.dtype == np.float32 and captured_at == 0.0
     ring.write(ramp(0, 10))
     samples, captured_at = ring.read(0.05)
-    assert len(samples) == 10 and captured_at > 0
+    assert len(samples) == 10 and samples.dtype == np.float32 and captured_at > 0
 
 
 def test_write_allocates_no_array_memory():

@@ -112,6 +112,17 @@ def test_a_broken_file_is_named(tmp_path):
         load_config(path, {})
     with pytest.raises(ConfigError, match="missing.toml: cannot read"):
         load_config(tmp_path / "missing.toml", {})
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b"[publish]\ndevice = 'K\xfcche'\n")
+    with pytest.raises(ConfigError, match="latin1.toml: config file is not UTF-8"):
+        load_config(latin1, {})
+
+
+def test_a_section_that_is_not_a_table_is_named(tmp_path):
+    path = tmp_path / "flat.toml"
+    path.write_text("pipeline = 0.5\n")
+    with pytest.raises(ConfigError, match="section 'pipeline' must be a table"):
+        load_config(path, {})
 
 
 def test_every_setting_has_a_docstring_for_its_flag_help():
@@ -126,8 +137,15 @@ def test_settings_are_frozen() -> None:
         PipelineConfig().hop_seconds = 1.0  # type: ignore[misc]
 
 
-# Each limit of [publish] and [mqtt]: the value just inside is taken, the one just outside is
-# refused with the key named (a limit off by one, or a flipped test, fails one of the two).
+# Each limit of every section: the value just inside is taken, the one just outside is refused
+# in one line that names the key, states the rule (with its bounds) and shows the value given
+# (a limit off by one, a flipped test or a rule naming the wrong bound fails one of the two).
+_DEVICE_RULE = 'must be letters, digits, "-", "_" or "." (at most 64), as it names MQTT topics'
+_TOPIC_RULE = 'must be topic levels separated by "/", without "+" or "#"'
+_BROKER_RULE = (
+    "must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (credentials go in mqtt.username and "
+    "mqtt.password_file)"
+)
 LIMITS = [
     ("source", "source", "mic:USB", "", "must not be empty"),
     ("source", "block_size", 16, 15, "must be at least 16 samples"),
@@ -136,31 +154,53 @@ LIMITS = [
     ("source", "retry_max_seconds", 0.01, 0.0, "must be positive"),
     ("source", "latency_seconds", 2.0, 2.01, "must be in (0, 2]"),
     ("source", "latency_seconds", 0.01, 0.0, "must be in (0, 2]"),
+    ("pipeline", "models", ("lstm",), (), "must name at least one model"),
+    ("pipeline", "models", ("cnn",), ("rnn", "gru"), "unknown model ['rnn']"),
+    ("pipeline", "hop_seconds", 0.01, 0.0, "must be positive"),
+    ("pipeline", "speech_threshold", 0.01, 0.0, "must be in (0, 1)"),
+    ("pipeline", "speech_threshold", 0.99, 1.0, "must be in (0, 1)"),
+    ("pipeline", "min_speech_seconds", 0.0, -0.01, "must be >= 0"),
+    ("pipeline", "smoothing", 1.0, 1.01, "must be in (0, 1]"),
+    ("pipeline", "smoothing", 0.01, 0.0, "must be in (0, 1]"),
+    ("pipeline", "hysteresis", 0.0, -0.01, "must be in [0, 1)"),
+    ("pipeline", "hysteresis", 0.99, 1.0, "must be in [0, 1)"),
+    ("pipeline", "confidence_threshold", 0.0, -0.01, "must be in [0, 1)"),
+    ("pipeline", "confidence_threshold", 0.99, 1.0, "must be in [0, 1)"),
     ("publish", "send_hwm", 1, 0, "must be at least 1"),
     ("publish", "status_seconds", 0.01, 0.0, "must be positive"),
     ("publish", "wait_for_subscriber", 0.0, -0.1, "must be >= 0"),
-    ("publish", "bind", "ipc:///run/e.sock", "udp://127.0.0.1:5556", "must start with tcp://"),
-    ("publish", "device", "kitchen-2.b_c", "kitchen/2", "must be letters, digits"),
+    (
+        "publish",
+        "bind",
+        "ipc:///run/e.sock",
+        "udp://127.0.0.1:5556",
+        "must start with tcp:// or ipc://",
+    ),
+    ("publish", "device", "kitchen-2.b_c", "kitchen/2", _DEVICE_RULE),
     ("mqtt", "offline_after", 0.01, 0.0, "must be positive"),
     ("mqtt", "keepalive_seconds", 5, 4, "must be at least 5"),
     ("mqtt", "retry_max_seconds", 1.0, 0.9, "must be at least 1"),
     ("mqtt", "connect_timeout", 0.01, 0.0, "must be positive"),
     ("mqtt", "max_unsent", 1, 0, "must be at least 1"),
-    ("mqtt", "topic_prefix", "home/emotions", "home/#", "without"),
-    ("mqtt", "topic_prefix", "home/emotions", "home//emotions", "without"),
-    ("mqtt", "discovery_prefix", "", "ha/+", "without"),
-    ("mqtt", "broker", "mqtts://broker.lan", "http://broker.lan", "must be mqtt://"),
-    ("mqtt", "broker", "mqtt://broker.lan:1884", "mqtt://broker.lan:99999", "must be mqtt://"),
+    ("mqtt", "topic_prefix", "Lab-X/emotions", "home/#", _TOPIC_RULE),
+    ("mqtt", "topic_prefix", "home/emotions", "home//emotions", _TOPIC_RULE),
+    ("mqtt", "discovery_prefix", "", "ha/+", _TOPIC_RULE),
+    ("mqtt", "broker", "mqtts://broker.lan", "http://broker.lan", _BROKER_RULE),
+    ("mqtt", "broker", "mqtt://broker.lan:1884", "mqtt://broker.lan:99999", _BROKER_RULE),
+    ("adaptation", "memory_seconds", 1.0, 0.99, "must be at least 1 second"),
+    ("adaptation", "prior_seconds", 0.01, 0.0, "must be positive"),
+    ("adaptation", "save_seconds", 0.01, 0.0, "must be positive"),
 ]
 
 
-@pytest.mark.parametrize(("section", "key", "inside", "outside", "problem"), LIMITS)
-def test_each_limit_takes_the_value_inside_and_names_the_key_of_one_outside(
-    section, key, inside, outside, problem
+@pytest.mark.parametrize(("section", "key", "inside", "outside", "rule"), LIMITS)
+def test_each_limit_takes_the_value_inside_and_refuses_the_one_outside_saying_why(
+    section, key, inside, outside, rule
 ):
     assert getattr(getattr(load_config(None, {section: {key: inside}}), section), key) == inside
-    with pytest.raises(ConfigError, match=f"'{section}.{key}'.*{re.escape(problem)}"):
+    with pytest.raises(ConfigError) as refused:
         load_config(None, {section: {key: outside}})
+    assert str(refused.value) == f"config key '{section}.{key}' {rule} (got {outside!r})"
 
 
 @pytest.mark.parametrize(
