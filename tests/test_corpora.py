@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -197,6 +198,26 @@ def test_savee_names_work_with_and_without_speaker_prefix(tmp_path):
         ("savee:KL", "angry"),
         ("savee:KL", "neutral"),
     }
+
+
+def test_files_not_named_as_the_corpus_names_its_recordings_are_skipped_and_counted(
+    tmp_path, caplog
+):
+    for name in ("03a01Wa", "notes", "readme"):
+        _touch(tmp_path / f"{name}.wav")
+    with caplog.at_level(logging.WARNING, logger="training.corpora"):
+        utterances = load_corpus("emodb", tmp_path)
+    assert [(u.speaker, u.label) for u in utterances] == [("emodb:03", "angry")]
+    (warning,) = [record.getMessage() for record in caplog.records]
+    assert warning.startswith(f"{tmp_path}: 2 files not named as emodb recordings")
+    assert "notes.wav" in warning
+
+
+def test_an_unknown_corpus_is_refused_naming_it_and_the_known_ones(tmp_path):
+    with pytest.raises(
+        CorpusError, match="unknown corpus 'iemocap': choose from ravdess, tess, emodb"
+    ):
+        load_corpus("iemocap", tmp_path)
 
 
 def test_a_folder_without_recordings_is_a_one_line_error(tmp_path):

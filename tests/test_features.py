@@ -17,6 +17,7 @@ from streamer.features import (
     FeatureStatistics,
     FrameFeatures,
     StreamingFeatures,
+    hop_frames_for,
     mel_basis,
     statistics_from_moments,
     window_moments,
@@ -210,6 +211,34 @@ def test_voice_statistics_refuse_wrong_sizes_and_non_finite_values():
 def test_a_hop_that_is_not_whole_frames_is_refused():
     with pytest.raises(ValueError, match="hop 0.33"):
         FeatureExtractor(SPEC).windows(np.zeros(40000, np.float32), 0.33)
+    assert hop_frames_for(SPEC, 0.02) == 1  # one frame is the shortest hop
+    with pytest.raises(ValueError, match="hop 0.01"):
+        hop_frames_for(SPEC, 0.01)
+
+
+def test_a_window_of_one_fft_frame_is_the_shortest_and_normalisations_are_named():
+    assert FeatureSpec(window_seconds=SPEC.n_fft / SPEC.sample_rate).n_frames == 1
+    with pytest.raises(ValueError, match="window_seconds"):
+        FeatureSpec(window_seconds=(SPEC.n_fft - 1) / SPEC.sample_rate)
+    with pytest.raises(ValueError, match="normalisation 'global'"):
+        FeatureSpec(normalisation="global")
+
+
+def test_audio_shorter_than_one_frame_gives_no_frames_of_the_right_width():
+    frames = FeatureExtractor(SPEC).frames(np.zeros(SPEC.n_fft - 1, np.float32))
+    assert frames.log_mel.shape == (0, SPEC.n_mels)
+    assert frames.mfcc_energy.shape == (0, SPEC.n_mfcc + 1)
+    assert frames.log_mel.dtype == frames.mfcc_energy.dtype == np.float32
+
+
+def test_streaming_counts_the_frames_each_block_completes():
+    streaming = StreamingFeatures(FeatureExtractor(SPEC))
+    assert streaming.push(np.zeros(SPEC.n_fft - 1, np.float32)) == 0
+    assert streaming.push(np.zeros(1, np.float32)) == 1
+    assert streaming.push(np.zeros(3 * SPEC.hop_length, np.float32)) == 3
+    assert streaming.frames_seen == 4 and not streaming.full
+    window = streaming.window()
+    assert window.log_mel.dtype == window.mfcc_energy.dtype == np.float32
 
 
 def test_spec_round_trips_through_its_dict_and_rejects_unknown_keys():

@@ -3,6 +3,12 @@ not loudness."""
 
 from __future__ import annotations
 
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
 from daemon_support import shipped_model_dir
@@ -12,6 +18,7 @@ from streamer.audio import read_audio
 from streamer.config import ConfigError, PipelineConfig
 from streamer.models import MODEL_NAMES, ModelError, load_models
 from streamer.pipeline import LabelSmoother, Pipeline, classify_clip
+from streamer.vad import FRAME_SAMPLES
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +203,7 @@ def test_a_live_source_that_got_ahead_classifies_only_the_newest_window(models, 
     pipeline, results = stream(models, speech, len(speech), newest_only=True)
     total = 1 + (len(speech) - 31872) // 8000
     assert len(results) == 1 and pipeline.dropped_windows == total - 1
+    assert pipeline.windows == 1
     assert results[0].index == total - 1
     assert results[0].end == pytest.approx((31872 + (total - 1) * 8000) / 16000)
 
@@ -320,3 +328,127 @@ def test_after_a_discontinuity_no_window_spans_the_break(models, speech, test_cl
         expected = probabilities(alone, name)
         np.testing.assert_allclose(probabilities(first, name), expected, atol=0.02)
     assert first.label == alone.label
+
+
+def test_the_label_is_the_smoothed_mean_of_the_models_probabilities(models, speech):
+    config = PipelineConfig()
+    started = time.perf_counter()
+    pipeline, results = stream(models, speech, 1024, config)
+    elapsed_ms = (time.perf_counter() - started) * 1000.0
+    assert pipeline.windows == len(results)
+    smoother = LabelSmoother(
+        models[0].labels, config.smoothing, config.hysteresis, config.confidence_threshold
+    )
+    for result in results:
+        if not result.speech:
+            smoother.reset()
+            assert (result.label, result.confidence) == (None, 0.0)
+            continue
+        mean = np.mean([probabilities(result, model.name) for model in models], axis=0)
+        label, confidence = smoother.update(mean)
+        assert result.label == label
+        assert result.confidence == pytest.approx(confidence, abs=1e-5)
+        assert 0.01 < result.inference_ms < elapsed_ms  # three models take more than 10 us
+    assert len({r.label for r in results if r.label is not None}) >= 2
+
+
+def test_a_frame_at_the_threshold_is_speech_and_the_minimum_time_counts_when_reached(
+    models, test_clips
+):
+    """The detector's frame at exactly the threshold counts (the setting says "at or
+    above"), and a window with exactly the minimum time of speech is classified."""
+    syllable = speech_for(0.1, test_clips)
+    (heard,) = classify_clip(syllable, models)
+    peak = heard.speech_probability
+    assert 0.9 < peak < 1.0
+    one_frame = FRAME_SAMPLES / 16000
+    at_peak = PipelineConfig(speech_threshold=peak, min_speech_seconds=one_frame)
+    (result,) = classify_clip(syllable, models, config=at_peak)
+    assert result.speech_seconds == one_frame and result.speech and result.models
+    no_minimum = PipelineConfig(speech_threshold=peak, min_speech_seconds=0.0)
+    assert classify_clip(syllable, models, config=no_minimum)[0].speech
+
+
+def test_without_a_minimum_time_a_window_without_a_speech_frame_is_still_not_speech(models):
+    (result,) = classify_clip(
+        np.zeros(32000, np.float32), models, config=PipelineConfig(min_speech_seconds=0.0)
+    )
+    assert not result.speech and result.speech_seconds == 0.0 and result.models == {}
+    assert result.speech_probability < PipelineConfig().speech_threshold
+
+
+def copied_models(
+    models, tmp_path: Path, edit: Callable[[str, dict], None], names=("cnn", "lstm")
+) -> list:
+    """The shipped ``names`` loaded from ``tmp_path``, each metadata changed by ``edit``."""
+    for name in names:
+        source = models[0].path.parent / f"{name}.tflite"
+        (tmp_path / source.name).write_bytes(source.read_bytes())
+        metadata = json.loads(source.with_suffix(".json").read_text())
+        edit(name, metadata)
+        (tmp_path / f"{name}.json").write_text(json.dumps(metadata))
+    return load_models(tmp_path, names)
+
+
+def without_statistics(*names: str) -> Callable[[str, dict], None]:
+    """An edit: every model on per-window (cmvn) features, ``names`` without statistics."""
+
+    def edit(name: str, metadata: dict) -> None:
+        metadata["features"]["normalisation"] = "cmvn"
+        if name in names:
+            metadata["statistics"] = None
+
+    return edit
+
+
+@pytest.mark.parametrize("part", ["mean", "std"])
+def test_models_whose_training_statistics_differ_are_refused_naming_both(models, tmp_path, part):
+    def shift(name: str, metadata: dict) -> None:
+        if name == "lstm":
+            metadata["statistics"][part][0] += 1.0
+
+    changed = copied_models(models, tmp_path, shift)
+    expected = (
+        f"{tmp_path / 'lstm.tflite'}: training statistics differ from {tmp_path / 'cnn.tflite'}"
+    )
+    with pytest.raises(ModelError, match=re.escape(expected)):
+        Pipeline(changed, PipelineConfig())
+
+
+@pytest.mark.parametrize("lacking", ["cnn", "lstm"])
+def test_a_model_without_the_others_training_statistics_is_refused(models, tmp_path, lacking):
+    changed = copied_models(models, tmp_path, without_statistics(lacking))
+    with pytest.raises(ModelError, match="training statistics differ"):
+        Pipeline(changed, PipelineConfig())
+
+
+def test_models_on_per_window_features_run_on_them_without_statistics(models, tmp_path, speech):
+    changed = copied_models(models, tmp_path, without_statistics("cnn", "lstm"))
+    statistics = Pipeline.training_statistics(changed)
+    columns = changed[0].metadata.features.statistics_columns
+    np.testing.assert_array_equal(statistics.mean, np.zeros(columns, np.float32))
+    np.testing.assert_array_equal(statistics.std, np.ones(columns, np.float32))
+    config = PipelineConfig(models=("cnn", "lstm"))
+    results = classify_clip(speech[:48000], changed, config=config)
+    extractor = Pipeline(changed, config).extractor
+    offline = extractor.windows(speech[:48000], 0.5)
+    spoken = [(r, w) for r, w in zip(results, offline, strict=True) if r.speech]
+    assert spoken
+    for result, window in spoken:
+        for model in changed:
+            inputs = extractor.model_inputs(window)  # cmvn over the window, no statistics
+            expected = model.predict(inputs.get(model.metadata.model_input))
+            np.testing.assert_allclose(probabilities(result, model.name), expected, atol=0.02)
+
+
+def test_a_model_whose_features_differ_is_refused_naming_both_files(models, tmp_path):
+    def higher_fmin(name: str, metadata: dict) -> None:
+        if name == "lstm":
+            metadata["features"]["fmin"] = 60.0
+
+    cnn = copied_models(models, tmp_path, higher_fmin, names=("cnn",))
+    (tmp_path / "lstm").mkdir()
+    lstm = copied_models(models, tmp_path / "lstm", higher_fmin, names=("lstm",))
+    expected = f"{lstm[0].path}: feature parameters differ from {cnn[0].path}"
+    with pytest.raises(ModelError, match=re.escape(expected)):
+        Pipeline([*cnn, *lstm], PipelineConfig())

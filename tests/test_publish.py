@@ -12,7 +12,13 @@ import zmq
 from daemon_support import ipc_address, receive, subscribe
 
 from streamer.pipeline import ModelOutput, WindowResult
-from streamer.publish import Publisher, PublishError, emotion_message, format_echo
+from streamer.publish import (
+    Publisher,
+    PublishError,
+    emotion_message,
+    format_echo,
+    status_message,
+)
 from streamer.wire import message_schema
 
 PROBABILITIES = {"angry": 0.7, "neutral": 0.2, "sad": 0.1}
@@ -193,8 +199,16 @@ def test_an_emotion_message_carries_the_window_as_the_pipeline_judged_it():
     assert message["latency_ms"] == pytest.approx(250.0)
     assert message["models"] == {"cnn": {"label": "angry", "probabilities": PROBABILITIES}}
     assert (message["speech_seconds"], message["speech_probability"]) == (1.5, 0.9)
+    assert (message["level_db"], message["inference_ms"]) == (-20.0, 0.4)
     # A clock stepping back between capture and publication gives no negative latency.
     assert emotion_message(result, 42, result.captured_at - 1, "kitchen")["latency_ms"] == 0.0
+
+
+def test_a_status_message_says_how_much_speech_adapted_the_statistics_only_when_adapting():
+    adapting = status_message("kitchen", 3, time.time(), **STATUS, adapted_seconds=42.5)
+    assert adapting["adapted_seconds"] == 42.5
+    assert adapting["windows"] == 3 and adapting["inference_ms"] == {"p50": 0.3, "p99": 0.9}
+    assert "adapted_seconds" not in status_message("kitchen", 4, time.time(), **STATUS)
 
 
 def test_the_publisher_can_wait_for_a_first_subscriber(publisher):
