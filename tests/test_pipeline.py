@@ -238,6 +238,12 @@ def test_classify_clip_steps_by_half_a_second_unless_told(models, speech):
     assert starts == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
 
 
+def test_classify_clip_adapts_with_the_voice_it_is_given(models, speech):
+    voice = adapting(models)
+    spoken = sum(r.speech for r in classify_clip(speech, models, voice=voice))
+    assert spoken and voice.adapted_seconds == pytest.approx(0.5 * spoken)
+
+
 def test_classify_clip_uses_the_hop_it_is_given(models, speech):
     assert len(classify_clip(speech, models, hop_seconds=1.0)) == 1 + (len(speech) - 31872) // 16000
 
