@@ -268,7 +268,6 @@ def hop_cost_ms(detector: Detector, datasets: Path) -> float:
 
 def memory_child(name: str) -> None:
     """In a fresh process: resident memory (MiB) the detector adds to the daemon's imports."""
-    import scipy.fft  # noqa: F401
     import soundfile  # noqa: F401
     import soxr  # noqa: F401
     import zmq  # noqa: F401

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.fft
 
 NORMALISATIONS = ("speaker", "cmvn", "none")
 MODEL_INPUTS = ("log_mel", "mfcc_energy", "frame_features")
@@ -131,10 +130,7 @@ class FeatureExtractor:
         n = np.arange(spec.n_fft)
         self._window = (0.5 - 0.5 * np.cos(2 * np.pi * n / spec.n_fft)).astype(np.float32)
         self._mel_basis = mel_basis(spec).T
-        # Orthonormal DCT-II over the mel axis, as librosa.feature.mfcc applies it.
-        self._dct = scipy.fft.dct(np.eye(spec.n_mels), type=2, norm="ortho", axis=1)[
-            :, : spec.n_mfcc
-        ].astype(np.float32)
+        self._dct = dct_basis(spec.n_mels, spec.n_mfcc)
 
     def frames(self, audio: np.ndarray) -> FrameFeatures:
         """Features of every complete frame of ``audio`` ((samples,) float32 at the spec rate)."""
@@ -203,6 +199,20 @@ class FeatureExtractor:
             )
             for s in starts
         ]
+
+
+def dct_basis(n_bands: int, n_coefficients: int) -> np.ndarray:
+    """Orthonormal DCT-II over the mel axis ((n_bands, n_coefficients) float32), the transform
+    librosa.feature.mfcc applies (``scipy.fft.dct(..., type=2, norm="ortho")``).
+
+    Written from its definition rather than imported: SciPy's import alone took a tenth of the
+    daemon's 120 MB memory budget for this one constant matrix.
+    """
+    bands = np.arange(n_bands)[:, None]
+    k = np.arange(n_coefficients)[None, :]
+    basis = np.sqrt(2.0 / n_bands) * np.cos(np.pi * k * (2 * bands + 1) / (2 * n_bands))
+    basis[:, 0] /= np.sqrt(2.0)
+    return basis.astype(np.float32)
 
 
 def mel_basis(spec: FeatureSpec) -> np.ndarray:

@@ -291,8 +291,9 @@ def test_a_busy_address_is_named(running_daemon, test_clips):
     assert "Traceback" not in second.stderr
 
 
-def test_the_daemon_never_imports_tensorflow(model_dir, tmp_path):
-    """A whole file served in-process leaves TensorFlow and Keras unimported."""
+def test_the_daemon_never_imports_tensorflow_librosa_or_scipy(model_dir, tmp_path):
+    """A whole file served in-process leaves TensorFlow, Keras, librosa and SciPy unimported
+    (SciPy alone would take a tenth of the 120 MB memory budget)."""
     script = f"""
 import sys, threading
 from streamer.config import load_config
@@ -305,7 +306,9 @@ config = load_config(None, {{
 daemon = build_daemon(config)
 daemon.run(threading.Event())
 assert daemon.pipeline.windows == 1
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+heavy = sorted(
+    m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "librosa", "scipy")
+)
 print(heavy)
 """
     result = subprocess.run(
