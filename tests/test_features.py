@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import librosa
 import numpy as np
@@ -192,11 +193,15 @@ def test_speaker_normalisation_standardises_each_column_with_the_voice_statistic
         extractor.model_inputs(window)
 
 
-def test_voice_statistics_refuse_wrong_sizes_and_non_finite_values():
+def test_voice_statistics_round_trip_and_refuse_wrong_sizes_and_non_finite_values():
     columns = SPEC.statistics_columns
     good = {"mean": [0.0] * columns, "std": [1.0] * columns}
     statistics = FeatureStatistics.from_dict(good, columns)
     assert statistics.mean.shape == statistics.std.shape == (columns,)
+    saved = FeatureStatistics(np.linspace(-30, 0, columns), np.linspace(1, 10, columns))
+    restored = FeatureStatistics.from_dict(json.loads(json.dumps(saved.to_dict())), columns)
+    np.testing.assert_allclose(restored.mean, saved.mean, rtol=1e-6)
+    np.testing.assert_allclose(restored.std, saved.std, rtol=1e-6)
     assert statistics.mean.dtype == statistics.std.dtype == np.float32
     for bad in (
         {"mean": [0.0] * 3, "std": [1.0] * 3},

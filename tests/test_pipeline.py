@@ -315,8 +315,14 @@ def test_models_with_different_labels_are_refused(models, tmp_path):
     first = models[1].labels[0]
     (tmp_path / "lstm.json").write_text(metadata.replace(f'"{first}"', '"bored"', 1))
     renamed = load_models(tmp_path, ("cnn", "lstm"))
-    with pytest.raises(ModelError, match="labels differ"):
+    expected = f"{tmp_path / 'lstm.tflite'}: labels differ from those of {tmp_path / 'cnn.tflite'}"
+    with pytest.raises(ModelError, match=re.escape(expected)):
         Pipeline(renamed, PipelineConfig())
+
+
+def test_a_pipeline_without_models_is_refused():
+    with pytest.raises(ModelError, match="no model"):
+        Pipeline([], PipelineConfig())
 
 
 def test_after_a_discontinuity_no_window_spans_the_break(models, speech, test_clips):
