@@ -172,14 +172,23 @@ def build_windows(
     """
     cache_dir = cache_dir or default_cache_dir()
     cache_file = cache_dir / f"{variant}-{_cache_key(utterances, variant, spec)}.npz"
-    if cache_file.is_file():
-        with np.load(cache_file) as cached:
-            return WindowSet(
-                cached["log_mel"].astype(np.float32),
-                cached["mfcc_energy"].astype(np.float32),
-                cached["utterance"],
-                list(cached["skipped"]),
-            )
+    if not cache_file.is_file():
+        _write_cache(cache_file, _computed_windows(utterances, spec, variant, workers))
+    # Read back even when just computed: the cache holds float16, and the run that builds it
+    # must train on the very numbers later runs read (models trained in separate runs share
+    # their training statistics exactly, as the daemon requires).
+    with np.load(cache_file) as cached:
+        return WindowSet(
+            cached["log_mel"].astype(np.float32),
+            cached["mfcc_energy"].astype(np.float32),
+            cached["utterance"],
+            list(cached["skipped"]),
+        )
+
+
+def _computed_windows(
+    utterances: list[Utterance], spec: FeatureSpec, variant: str, workers: int
+) -> WindowSet:
     jobs = [(u.path, variant, spec) for u in utterances]
     log_mel, mfcc_energy, owner, skipped = [], [], [], []
     # Spawned, not forked: a fork of a process that has started TensorFlow's threads can
@@ -200,20 +209,22 @@ def build_windows(
         _LOGGER.warning("skipped %d unreadable audio files: %s", len(skipped), "; ".join(skipped))
     if not log_mel:
         raise ValueError("no readable audio among the utterances")
-    windows = WindowSet(
+    return WindowSet(
         np.concatenate(log_mel), np.concatenate(mfcc_energy), np.concatenate(owner), skipped
     )
-    cache_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _write_cache(cache_file: Path, windows: WindowSet) -> None:
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
     temporary = cache_file.with_suffix(".tmp.npz")
     np.savez(
         temporary,
         log_mel=windows.log_mel.astype(np.float16),
         mfcc_energy=windows.mfcc_energy.astype(np.float16),
         utterance=windows.utterance,
-        skipped=np.array(skipped, dtype=str),
+        skipped=np.array(windows.skipped, dtype=str),
     )
     temporary.replace(cache_file)
-    return windows
 
 
 def window_moments(windows: WindowSet) -> tuple[np.ndarray, np.ndarray]:
