@@ -1,9 +1,10 @@
 """Ablation: each lever of the functionals model changed alone, on the same folds.
 
 The CNN and CNN-LSTM take half an hour per corpus to evaluate on this machine; the functionals
-model takes minutes, so its levers are measured one by one here (Emo-DB leave one speaker out,
-the same folds, seed and epochs as ``emostream evaluate``). The ensemble's own figures (each
-model alone, adapted, cold, neutral-heavy) come from the full reports.
+model takes minutes, so its levers are measured one by one here (Emo-DB leave one speaker out or
+RAVDESS 5 x 4 actors: the same folds, seed and epochs as ``emostream evaluate``). The
+ensemble's own figures (each model alone, adapted, cold, neutral-heavy) come from the full
+reports.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ LEVERS = (
     Lever("no batch normalisation of the functionals", architecture={"batch_norm": False}),
     Lever("linear classifier (no hidden layer)", architecture={"hidden": 0}),
     Lever("100 epochs instead of 30", training={"epochs": 100}),
+    Lever("no variance and trend functionals", architecture={"variance_and_trend": False}),
+    Lever("dynamic range 80 dB instead of 40", spec={"dynamic_range_db": 80.0}),
+    Lever("dynamic range 30 dB instead of 40", spec={"dynamic_range_db": 30.0}),
 )
 
 
@@ -105,15 +109,20 @@ def ablation_table(corpus: str, rows: list[dict]) -> str:
 
 
 def main() -> None:
-    """``python -m training.ablation [CORPUS]``: prints the table (Markdown)."""
+    """``python -m training.ablation [CORPUS [WORD...]]``: prints the table (Markdown).
+
+    WORDs keep only the levers whose name contains one of them ("shipped", "dynamic", ...), so
+    that a new lever can be measured without rerunning the others."""
     import logging
     import os
     import sys
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     corpus = sys.argv[1] if len(sys.argv) > 1 else "emodb"
+    words = sys.argv[2:]
+    levers = tuple(lever for lever in LEVERS if not words or any(w in lever.name for w in words))
     datasets = Path(os.environ.get("EMOSTREAM_DATA", Path.cwd().parent / "shared" / "datasets"))
-    print(ablation_table(corpus, run_ablation(corpus, datasets)))
+    print(ablation_table(corpus, run_ablation(corpus, datasets, levers)))
 
 
 if __name__ == "__main__":
