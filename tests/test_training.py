@@ -141,12 +141,12 @@ def test_evaluate_writes_json_markdown_and_confusion_pngs(datasets, tmp_path):
     assert "ensemble" in fold["models"]
     assert "| cnn (int8) |" in (tmp_path / "emodb-speaker.md").read_text()
     assert (
-        "| emodb | speaker | 1 (partial) | ensemble (int8) |"
+        "| emodb | speaker | 1 (partial) | 40 dB | ensemble (int8) |"
         in (tmp_path / "README.md").read_text()
     )
 
 
-def test_model_metadata_quotes_the_evaluation_reports(tmp_path):
+def test_model_metadata_quotes_the_evaluation_reports_made_on_its_features(tmp_path):
     from training.export import attach_metrics
 
     shipped = json.loads((ROOT / "models" / "cnn.json").read_text())
@@ -165,7 +165,19 @@ def test_model_metadata_quotes_the_evaluation_reports(tmp_path):
             {
                 "corpus": "emodb",
                 "protocol": "speaker",
+                "features": shipped["features"],
                 "mean": {"cnn": {"float": figures, "int8": figures}, "lstm": {"float": figures}},
+            }
+        )
+    )
+    older_recipe = {**shipped["features"], "dynamic_range_db": 80.0}
+    (reports / "emodb-leaky.json").write_text(
+        json.dumps(
+            {
+                "corpus": "emodb",
+                "protocol": "leaky",
+                "features": older_recipe,
+                "mean": {"cnn": {"float": figures}},
             }
         )
     )

@@ -85,16 +85,19 @@ def export_model(
 def attach_metrics(model_file: Path, reports_dir: Path) -> dict:
     """Copies the model's mean figures from every report in ``reports_dir`` into its metadata.
 
-    Reports are made by ``emostream evaluate`` with the same architecture and features; the
-    int8 figures are quoted where the report has them: adapted, and under ``cold`` and
+    Reports are made by ``emostream evaluate`` with the same architecture; those computed on
+    other features (an older recipe's report still in the folder) are passed over. The int8
+    figures are quoted where the report has them: adapted, and under ``cold`` and
     ``neutral_heavy`` the other conditions.
     """
     name = Path(model_file).stem
+    metadata_file = metadata_path(Path(model_file))
+    metadata = json.loads(metadata_file.read_text())
     metrics = {}
     for report_file in sorted(Path(reports_dir).glob("*.json")):
         report = json.loads(report_file.read_text())
         variants = report.get("mean", {}).get(name)
-        if not variants:
+        if not variants or report.get("features") != metadata["features"]:
             continue
         variant = "int8" if "int8" in variants else "float"
         figures = {k: v for k, v in variants[variant].items() if k != "confusion"}
@@ -104,8 +107,6 @@ def attach_metrics(model_file: Path, reports_dir: Path) -> dict:
                     k: v for k, v in variants[f"{variant}{suffix}"].items() if k != "confusion"
                 }
         metrics[f"{report['corpus']}-{report['protocol']}"] = {"variant": variant, **figures}
-    metadata_file = metadata_path(Path(model_file))
-    metadata = json.loads(metadata_file.read_text())
     metadata["metrics"] = metrics
     metadata_file.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     return metrics

@@ -41,11 +41,12 @@ def summary_table(report_files: list[Path]) -> str:
         "heard); neutral-heavy: adapted on statistics three quarters neutral. Pooled = from the",
         "confusion matrix summed over folds. Leaky rows score single windows of float models, as",
         "the seed notebook did. Reproduce a row with",
-        "`emostream evaluate --corpus CORPUS --protocol PROTOCOL`.",
+        "`emostream evaluate --corpus CORPUS --protocol PROTOCOL`. Range = the features' dynamic",
+        "range (`FeatureSpec.dynamic_range_db`), which tells reports of older recipes apart.",
         "",
-        "| Corpus | Protocol | Folds | Model | UA adapted | UA cold | UA neutral-heavy "
+        "| Corpus | Protocol | Folds | Range | Model | UA adapted | UA cold | UA neutral-heavy "
         "| UA pooled | UA float | WA | Macro-F1 | int8 = float |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for path in report_files:
         report = json.loads(path.read_text())
@@ -59,6 +60,7 @@ def summary_table(report_files: list[Path]) -> str:
                 report["corpus"],
                 report["protocol"],
                 folds,
+                f"{report['features']['dynamic_range_db']:g} dB",
                 f"{model} ({variant})",
                 _ua(variants, variant),
                 _ua(variants, f"{variant}-cold"),
