@@ -345,20 +345,20 @@ def evaluate_corpus(
     speaker_of_utterance = np.array([u.speaker for u in utterances])
     original = build_windows(utterances, spec, ORIGINAL)
     augmented = [build_windows(utterances, spec, variant) for variant in config.augment]
+    # What every fold of either protocol is made from, in the runners' argument order.
+    corpus_data = (
+        original,
+        augmented,
+        utterance_labels,
+        speaker_of_utterance,
+        classes,
+        model_names,
+        spec,
+        config,
+    )
     started = time.perf_counter()
     if protocol == "leaky":
-        folds = [
-            evaluate_leaky(
-                original,
-                augmented,
-                utterance_labels,
-                speaker_of_utterance,
-                classes,
-                model_names,
-                spec,
-                config,
-            )
-        ]
+        folds = [evaluate_leaky(*corpus_data)]
     else:
         splits = (
             speaker_folds(corpus, utterances)
@@ -367,19 +367,7 @@ def evaluate_corpus(
         )
         folds = []
         for fold in splits[:folds_limit]:
-            folds.append(
-                evaluate_fold(
-                    fold,
-                    original,
-                    augmented,
-                    utterance_labels,
-                    speaker_of_utterance,
-                    classes,
-                    model_names,
-                    spec,
-                    config,
-                )
-            )
+            folds.append(evaluate_fold(fold, *corpus_data))
             _LOGGER.info(
                 "%s %s fold %s: %s",
                 corpus,
