@@ -53,24 +53,33 @@ def damaged_audio(draw: st.DrawFn) -> bytes:
     data = bytearray(CLIPS[draw(st.integers(0, len(CLIPS) - 1))].read_bytes())
     for _ in range(draw(st.integers(1, 3))):
         damage = draw(st.sampled_from(["truncate", "overwrite", "header", "insert", "garbage"]))
-        if damage == "truncate":
-            data = data[: draw(st.integers(0, len(data)))]
-        elif damage == "overwrite" and data:
-            at = draw(st.integers(0, len(data) - 1))
-            patch = draw(st.binary(min_size=1, max_size=64))
-            data[at : at + len(patch)] = patch
-        elif damage == "header":
+        if damage == "header":
             # A field of the canonical 44-byte header: RIFF size, format tag, channels, rate,
             # byte rate, block align, bits per sample, data size; small values are the nastiest.
             at, width = draw(st.sampled_from(HEADER_FIELDS))
             value = draw(st.one_of(st.integers(0, 16), st.integers(0, 2 ** (8 * width) - 1)))
             data[at : at + width] = value.to_bytes(width, "little")
-        elif damage == "insert":
-            at = draw(st.integers(0, len(data)))
-            data[at:at] = draw(st.binary(min_size=1, max_size=256))
         else:
-            data = bytearray(draw(st.binary(max_size=2048)))
+            data = damaged_once(draw, data, damage, patch_size=64)
     return bytes(data)
+
+
+def damaged_once(draw: st.DrawFn, data: bytearray, damage: str, patch_size: int) -> bytearray:
+    """``data`` cut short, overwritten with up to ``patch_size`` bytes, given up to four times
+    that many inserted bytes, or replaced by up to 32 times that many bytes of garbage (also
+    what "overwrite" does to an empty file)."""
+    if damage == "truncate":
+        return data[: draw(st.integers(0, len(data)))]
+    if damage == "overwrite" and data:
+        at = draw(st.integers(0, len(data) - 1))
+        patch = draw(st.binary(min_size=1, max_size=patch_size))
+        data[at : at + len(patch)] = patch
+        return data
+    if damage == "insert":
+        at = draw(st.integers(0, len(data)))
+        data[at:at] = draw(st.binary(min_size=1, max_size=4 * patch_size))
+        return data
+    return bytearray(draw(st.binary(max_size=32 * patch_size)))
 
 
 def longest_decoding(data: bytes) -> float:
@@ -131,17 +140,7 @@ def damaged_state(draw: st.DrawFn) -> bytes:
     data = bytearray(ADAPTED_STATE)
     for _ in range(draw(st.integers(1, 3))):
         damage = draw(st.sampled_from(["truncate", "overwrite", "insert", "garbage"]))
-        if damage == "truncate":
-            data = data[: draw(st.integers(0, len(data)))]
-        elif damage == "overwrite" and data:
-            at = draw(st.integers(0, len(data) - 1))
-            patch = draw(st.binary(min_size=1, max_size=16))
-            data[at : at + len(patch)] = patch
-        elif damage == "insert":
-            at = draw(st.integers(0, len(data)))
-            data[at:at] = draw(st.binary(min_size=1, max_size=64))
-        else:
-            data = bytearray(draw(st.binary(max_size=512)))
+        data = damaged_once(draw, data, damage, patch_size=16)
     return bytes(data)
 
 
