@@ -25,6 +25,16 @@ from streamer.models import MODEL_NAMES
 ROOT = Path(__file__).resolve().parent.parent
 ISOLATED_CONFIG = ROOT / "tests" / "data" / "isolated.toml"
 """The empty settings file test daemons read alone: no system or user file changes a test."""
+ADAPTATION_STATE_KEYS = {
+    "format",
+    "version",
+    "features",
+    "adapted_seconds",
+    "weight",
+    "first",
+    "second",
+}
+"""Every key of the daemon's saved adaptation state: statistics and their bookkeeping, no audio."""
 
 
 def shipped_model_dir() -> Path:

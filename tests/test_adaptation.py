@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 import pytest
+from daemon_support import ADAPTATION_STATE_KEYS
 
 from streamer.adaptation import (
     FixedVoice,
@@ -85,15 +86,7 @@ def test_state_round_trips_and_holds_statistics_not_audio(test_clips, tmp_path):
     path = tmp_path / "adaptation.json"
     save_state(adaptation, path)
     state = json.loads(path.read_text())
-    assert set(state) == {
-        "format",
-        "version",
-        "features",
-        "adapted_seconds",
-        "weight",
-        "first",
-        "second",
-    }
+    assert set(state) == ADAPTATION_STATE_KEYS
     assert len(state["first"]) == len(state["second"]) == COLUMNS
     restored = VoiceAdaptation(TRAINING, SPEC, 0.5)
     assert load_state(restored, path)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from daemon_support import (
+    ADAPTATION_STATE_KEYS,
     ISOLATED_CONFIG,
     ROOT,
     emostream_command,
@@ -114,15 +115,7 @@ def test_the_daemon_adapts_on_speech_keeps_the_statistics_across_restarts_and_re
     assert speech and first[-1]["adapted_seconds"] == pytest.approx(heard)
     state = json.loads(state_file.read_text())
     assert state["adapted_seconds"] == pytest.approx(heard)
-    assert set(state) == {
-        "format",
-        "version",
-        "features",
-        "adapted_seconds",
-        "weight",
-        "first",
-        "second",
-    }  # statistics, never audio
+    assert set(state) == ADAPTATION_STATE_KEYS  # statistics, never audio
 
     second = _serve_and_listen(running_daemon, conversation)
     statuses = [m for m in second if m["type"] == "status"]
