@@ -28,7 +28,12 @@ import soundfile as sf
 from streamer.adaptation import VoiceAdaptation
 from streamer.audio import read_audio
 from streamer.config import PipelineConfig
-from streamer.features import FeatureSpec, FeatureStatistics
+from streamer.features import (
+    FeatureSpec,
+    FeatureStatistics,
+    prosody_from_correlation,
+    taper_correlation,
+)
 from streamer.models import MODEL_NAMES, ModelError, TFLiteModel, load_models
 from streamer.pipeline import Pipeline
 from streamer.vad import SpeechDetector
@@ -161,7 +166,17 @@ def librosa_features(samples: np.ndarray, spec: FeatureSpec) -> dict[str, np.nda
         y=samples, frame_length=spec.n_fft, hop_length=spec.hop_length, center=False
     )
     rms_db = librosa.amplitude_to_db(rms, amin=np.sqrt(spec.amin), top_db=None)
-    return {"log_mel": mel_db.T, "mfcc_energy": np.concatenate([mfcc, rms_db]).T}
+    frames = librosa.util.frame(samples, frame_length=spec.n_fft, hop_length=spec.hop_length)
+    tapered = frames.T * librosa.filters.get_window("hann", spec.n_fft)
+    # Time-domain autocorrelation of each frame, less its mean (below 50 Hz in the fast path).
+    tapered = tapered - tapered.mean(axis=1, keepdims=True)
+    correlation = librosa.autocorrelate(tapered, max_size=int(spec.pitch_lags[-1]) + 1, axis=1)
+    prosody = prosody_from_correlation(correlation, spec, taper_correlation(spec))
+    return {
+        "log_mel": mel_db.T,
+        "mfcc_energy": np.concatenate([mfcc, rms_db]).T,
+        "prosody": prosody,
+    }
 
 
 def librosa_model_inputs(
@@ -176,11 +191,11 @@ def librosa_model_inputs(
     log_mel = np.maximum(features["log_mel"] - reference, -spec.dynamic_range_db)
     mfcc = librosa.feature.mfcc(S=log_mel.T, n_mfcc=spec.n_mfcc).T
     energy = np.maximum(features["mfcc_energy"][:, -1:] - reference, -spec.dynamic_range_db)
-    columns = np.concatenate([log_mel, mfcc, energy], axis=1)
+    columns = np.concatenate([log_mel, mfcc, energy, features["prosody"]], axis=1)
     standardised = (columns - statistics.mean) / statistics.std
     return {
         "log_mel": standardised[:, : spec.n_mels],
-        "mfcc_energy": standardised[:, spec.n_mels :],
+        "mfcc_prosody": standardised[:, spec.n_mels :],
         "frame_features": standardised,
     }
 

@@ -24,7 +24,11 @@ from typing import Any
 import numpy as np
 
 NORMALISATIONS = ("speaker", "cmvn", "none")
-MODEL_INPUTS = ("log_mel", "mfcc_energy", "frame_features")
+MODEL_INPUTS = ("log_mel", "mfcc_prosody", "frame_features")
+PROSODY_COLUMNS = 2
+PITCH_REFERENCE_HZ = 100.0
+OCTAVE_TOLERANCE = 0.85
+"""A shorter lag wins the pitch if its correlation is at least this share of the best's."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ class FeatureSpec:
     """Lowest mel filter edge (hertz)."""
     fmax: float = 8000.0
     """Highest mel filter edge (hertz)."""
+    pitch_fmin: float = 60.0
+    """Lowest pitch the prosody columns look for (hertz): below a deep male voice."""
+    pitch_fmax: float = 500.0
+    """Highest pitch the prosody columns look for (hertz): above a raised female voice."""
     amin: float = 1e-20
     """Power floor before the logarithm (-200 dB): only keeps digital silence finite, far below
     any recording even at -45 dBFS; the floor that shapes model inputs is ``dynamic_range_db``
@@ -82,14 +90,22 @@ class FeatureSpec:
         """Feature columns per frame for ``model_input`` (one of ``MODEL_INPUTS``)."""
         return {
             "log_mel": self.n_mels,
-            "mfcc_energy": self.n_mfcc + 1,
+            "mfcc_prosody": self.n_mfcc + 1 + PROSODY_COLUMNS,
             "frame_features": self.statistics_columns,
         }[model_input]
 
     @property
     def statistics_columns(self) -> int:
-        """Columns of a voice's feature statistics: log-mel bands, then MFCCs and energy."""
-        return self.n_mels + self.n_mfcc + 1
+        """Columns of a voice's feature statistics: log-mel bands, MFCCs and energy, then the
+        prosody columns (pitch and voicing)."""
+        return self.n_mels + self.n_mfcc + 1 + PROSODY_COLUMNS
+
+    @property
+    def pitch_lags(self) -> np.ndarray:
+        """Autocorrelation lags (samples) of the pitch range, shortest first."""
+        shortest = int(np.ceil(self.sample_rate / self.pitch_fmax))
+        longest = min(int(self.sample_rate / self.pitch_fmin), self.n_fft // 2 + 16)
+        return np.arange(shortest, longest + 1)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,15 +128,30 @@ class FrameFeatures:
     """(frames, n_mels) float32, power in dB."""
     mfcc_energy: np.ndarray
     """(frames, n_mfcc + 1) float32: MFCCs of the dB mel spectrum, then RMS level in dB."""
+    prosody: np.ndarray
+    """(frames, 2) float32: pitch (semitones above 100 Hz) at the frame's strongest
+    periodicity in the spec's pitch range, and that periodicity's strength (voicing, 0 to 1)."""
 
     def __len__(self) -> int:
         return len(self.log_mel)
 
     def get(self, model_input: str) -> np.ndarray:
-        """The columns ``model_input`` reads; "frame_features" is log-mel, MFCCs and energy."""
+        """The columns ``model_input`` (one of ``MODEL_INPUTS``) reads: "mfcc_prosody" is MFCCs,
+        energy, pitch and voicing; "frame_features" all columns in the order of a voice's
+        statistics."""
+        if model_input == "log_mel":
+            return self.log_mel
+        if model_input == "mfcc_prosody":
+            return np.concatenate([self.mfcc_energy, self.prosody], axis=-1)
         if model_input == "frame_features":
-            return np.concatenate([self.log_mel, self.mfcc_energy], axis=1)
-        return {"log_mel": self.log_mel, "mfcc_energy": self.mfcc_energy}[model_input]
+            return np.concatenate([self.log_mel, self.mfcc_energy, self.prosody], axis=-1)
+        raise KeyError(model_input)
+
+    def rows(self, start: int, stop: int) -> FrameFeatures:
+        """Frames ``start`` to ``stop`` (a view)."""
+        return FrameFeatures(
+            self.log_mel[start:stop], self.mfcc_energy[start:stop], self.prosody[start:stop]
+        )
 
 
 class FeatureExtractor:
@@ -133,16 +164,23 @@ class FeatureExtractor:
         self._window = (0.5 - 0.5 * np.cos(2 * np.pi * n / spec.n_fft)).astype(np.float32)
         self._mel_basis = mel_basis(spec).T
         self._dct = dct_basis(spec.n_mels, spec.n_mfcc)
+        self._taper_correlation = taper_correlation(spec)
 
     def frames(self, audio: np.ndarray) -> FrameFeatures:
         """Features of every complete frame of ``audio`` ((samples,) float32 at the spec rate)."""
         spec = self.spec
         audio = np.asarray(audio, dtype=np.float32)
         if len(audio) < spec.n_fft:
-            empty = np.zeros((0, spec.n_mels), np.float32)
-            return FrameFeatures(empty, np.zeros((0, spec.n_mfcc + 1), np.float32))
+            return FrameFeatures(
+                np.zeros((0, spec.n_mels), np.float32),
+                np.zeros((0, spec.n_mfcc + 1), np.float32),
+                np.zeros((0, PROSODY_COLUMNS), np.float32),
+            )
         framed = np.lib.stride_tricks.sliding_window_view(audio, spec.n_fft)[:: spec.hop_length]
-        power = np.abs(np.fft.rfft(framed * self._window, axis=1)) ** 2
+        # One FFT of twice the frame serves both: its even bins are the frame's spectrum, and
+        # all of them give the autocorrelation without wrap-around for the pitch.
+        padded_power = np.abs(np.fft.rfft(framed * self._window, 2 * spec.n_fft, axis=1)) ** 2
+        power = padded_power[:, ::2]
         # einsum, not matmul: BLAS picks its kernel by the number of rows, so a frame computed
         # with 25 others (one hop) and with 500 others (a whole clip) would round differently,
         # and one int8 input step can move a model's output by 0.07. einsum sums each row alone.
@@ -152,7 +190,24 @@ class FeatureExtractor:
         rms_db = 20.0 * np.log10(np.maximum(rms, np.sqrt(spec.amin)))
         mfcc = np.einsum("fm,mc->fc", mel_db, self._dct)
         mfcc_energy = np.concatenate([mfcc, rms_db[:, None]], axis=1)
-        return FrameFeatures(mel_db.astype(np.float32), mfcc_energy.astype(np.float32))
+        return FrameFeatures(
+            mel_db.astype(np.float32),
+            mfcc_energy.astype(np.float32),
+            self._prosody(padded_power.astype(np.float32)),
+        )
+
+    def _prosody(self, padded_power: np.ndarray) -> np.ndarray:
+        """Pitch and voicing per frame from the autocorrelation (the inverse FFT of the power).
+
+        Pitch is the classic cue of emotion the spectra miss (a 31 Hz bin cannot resolve a
+        voice's fundamental). Computed here rather than by librosa's yin, which the daemon
+        cannot import (numba), from the spectrum the frame already has.
+        """
+        # Below 50 Hz is hum and rumble, not voice: left in, it correlates at every lag.
+        padded_power[:, : int(50.0 * 2 * self.spec.n_fft / self.spec.sample_rate) + 1] = 0.0
+        return prosody_from_correlation(
+            np.fft.irfft(padded_power, axis=1), self.spec, self._taper_correlation
+        )
 
     def level_free(self, window: FrameFeatures) -> FrameFeatures:
         """The window relative to its loudest frame (RMS level), floored ``dynamic_range_db``
@@ -163,7 +218,9 @@ class FeatureExtractor:
         log_mel = np.maximum(window.log_mel - reference, floor)
         energy = np.maximum(window.mfcc_energy[:, -1:] - reference, floor)
         mfcc_energy = np.concatenate([np.einsum("fm,mc->fc", log_mel, self._dct), energy], axis=1)
-        return FrameFeatures(log_mel.astype(np.float32), mfcc_energy.astype(np.float32))
+        return FrameFeatures(
+            log_mel.astype(np.float32), mfcc_energy.astype(np.float32), window.prosody
+        )
 
     def model_inputs(
         self, window: FrameFeatures, statistics: FeatureStatistics | None = None
@@ -177,7 +234,9 @@ class FeatureExtractor:
         if normalisation == "none":
             return window
         if normalisation == "cmvn":
-            return FrameFeatures(_cmvn(window.log_mel), _cmvn(window.mfcc_energy))
+            return FrameFeatures(
+                _cmvn(window.log_mel), _cmvn(window.mfcc_energy), _cmvn(window.prosody)
+            )
         if statistics is None:
             raise ValueError("speaker normalisation needs the voice's feature statistics")
         return statistics.standardise(self.level_free(window))
@@ -195,12 +254,50 @@ class FeatureExtractor:
             audio = np.pad(audio, (0, spec.window_samples - len(audio)))
         features = self.frames(audio)
         starts = range(0, len(features) - spec.n_frames + 1, hop_frames)
-        return [
-            FrameFeatures(
-                features.log_mel[s : s + spec.n_frames], features.mfcc_energy[s : s + spec.n_frames]
-            )
-            for s in starts
-        ]
+        return [features.rows(s, s + spec.n_frames) for s in starts]
+
+
+def taper_correlation(spec: FeatureSpec) -> np.ndarray:
+    """The Hann window's own normalised autocorrelation at the pitch lags.
+
+    Dividing by it undoes the taper's decay of long lags (Boersma 1993), so that a low voice's
+    period scores as high as a high voice's.
+    """
+    n = np.arange(spec.n_fft)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / spec.n_fft)
+    correlation = np.fft.irfft(np.abs(np.fft.rfft(window, 2 * spec.n_fft)) ** 2)
+    return (correlation[spec.pitch_lags] / correlation[0]).astype(np.float32)
+
+
+def prosody_from_correlation(
+    correlation: np.ndarray, spec: FeatureSpec, taper: np.ndarray
+) -> np.ndarray:
+    """(frames, 2) pitch (semitones above 100 Hz) and voicing from each frame's autocorrelation
+    ((frames, lags >= the longest pitch lag), lag 0 first) and the taper's (``taper_correlation``).
+    """
+    lags = spec.pitch_lags
+    energy = np.maximum(correlation[:, :1], 1e-12)
+    normalised = correlation[:, lags] / energy / taper
+    # The shortest lag that scores nearly as high as the best: a period's multiples score as
+    # high as the period itself, and taking them would put the pitch an octave or more low.
+    highest = normalised.max(axis=1, keepdims=True)
+    local_peak = np.zeros_like(normalised, dtype=bool)
+    local_peak[:, 1:-1] = (normalised[:, 1:-1] >= normalised[:, :-2]) & (
+        normalised[:, 1:-1] >= normalised[:, 2:]
+    )
+    candidates = local_peak & (normalised >= OCTAVE_TOLERANCE * highest)
+    best = np.where(candidates.any(axis=1), np.argmax(candidates, axis=1), 1)
+    best = np.clip(best, 1, len(lags) - 2)
+    rows = np.arange(len(best))
+    before, peak, after = (normalised[rows, best + step] for step in (-1, 0, 1))
+    # A parabola through the peak and its neighbours places it between whole lags: one sample
+    # is 0.4 semitones at 400 Hz.
+    curvature = before - 2.0 * peak + after
+    offset = np.where(curvature < 0, 0.5 * (before - after) / np.minimum(curvature, -1e-9), 0.0)
+    lag = lags[best] + np.clip(offset, -0.5, 0.5)
+    voicing = np.clip(peak, 0.0, 1.0)
+    pitch = 12.0 * np.log2(spec.sample_rate / lag / PITCH_REFERENCE_HZ)
+    return np.stack([pitch, voicing], axis=1).astype(np.float32)
 
 
 def dct_basis(n_bands: int, n_coefficients: int) -> np.ndarray:
@@ -280,6 +377,7 @@ class StreamingFeatures:
         self._pending = np.zeros(0, np.float32)
         self._log_mel = np.zeros((spec.n_frames, spec.n_mels), np.float32)
         self._mfcc_energy = np.zeros((spec.n_frames, spec.n_mfcc + 1), np.float32)
+        self._prosody = np.zeros((spec.n_frames, PROSODY_COLUMNS), np.float32)
         self.frames_seen = 0
 
     def push(self, samples: np.ndarray) -> int:
@@ -295,6 +393,7 @@ class StreamingFeatures:
         for store, fresh in (
             (self._log_mel, new.log_mel),
             (self._mfcc_energy, new.mfcc_energy),
+            (self._prosody, new.prosody),
         ):
             store[:-keep] = store[keep:]
             store[-keep:] = fresh[-keep:]
@@ -307,7 +406,7 @@ class StreamingFeatures:
 
     def window(self) -> FrameFeatures:
         """The newest window of frame features (copies)."""
-        return FrameFeatures(self._log_mel.copy(), self._mfcc_energy.copy())
+        return FrameFeatures(self._log_mel.copy(), self._mfcc_energy.copy(), self._prosody.copy())
 
 
 def _cmvn(window: np.ndarray) -> np.ndarray:
@@ -325,7 +424,8 @@ moves in a voice's speech (the floor, say) is not blown up into noise."""
 class FeatureStatistics:
     """Per-column mean and standard deviation of a voice's level-free features.
 
-    Columns are the log-mel bands, then the MFCCs and the energy: ``n_mels + n_mfcc + 1``.
+    Columns are those of ``FrameFeatures.get("frame_features")``: the log-mel bands, the MFCCs
+    and the energy, then the prosody columns (``FeatureSpec.statistics_columns``).
     """
 
     mean: np.ndarray
@@ -335,10 +435,8 @@ class FeatureStatistics:
 
     def standardise(self, window: FrameFeatures) -> FrameFeatures:
         """Each column of a level-free window to the voice's zero mean and unit variance."""
-        n_mels = window.log_mel.shape[1]
-        log_mel = (window.log_mel - self.mean[:n_mels]) / self.std[:n_mels]
-        mfcc_energy = (window.mfcc_energy - self.mean[n_mels:]) / self.std[n_mels:]
-        return FrameFeatures(log_mel.astype(np.float32), mfcc_energy.astype(np.float32))
+        columns = (window.get("frame_features") - self.mean) / self.std
+        return split_columns(columns.astype(np.float32), window.log_mel.shape[-1])
 
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
@@ -362,8 +460,17 @@ def window_moments(window: FrameFeatures) -> tuple[np.ndarray, np.ndarray]:
     A voice's statistics are the average of these over its speech windows, each window weighing
     the same, in training, evaluation and the daemon alike.
     """
-    columns = np.concatenate([window.log_mel, window.mfcc_energy], axis=1).astype(np.float64)
+    columns = window.get("frame_features").astype(np.float64)
     return columns.mean(axis=0), np.square(columns).mean(axis=0)
+
+
+def split_columns(columns: np.ndarray, n_mels: int) -> FrameFeatures:
+    """Frame features from their columns in statistics order (``(..., frames, columns)``)."""
+    return FrameFeatures(
+        columns[..., :n_mels],
+        columns[..., n_mels:-PROSODY_COLUMNS],
+        columns[..., -PROSODY_COLUMNS:],
+    )
 
 
 def statistics_from_moments(first: np.ndarray, second: np.ndarray) -> FeatureStatistics:

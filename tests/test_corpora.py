@@ -251,6 +251,7 @@ def test_feature_cache_is_reused_on_the_second_run_with_the_very_same_numbers(tm
     assert cached[0].stat().st_mtime_ns == modified
     np.testing.assert_array_equal(second.log_mel, first.log_mel)
     np.testing.assert_array_equal(second.mfcc_energy, first.mfcc_energy)
+    np.testing.assert_array_equal(second.prosody, first.prosody)
 
 
 @pytest.mark.corpus

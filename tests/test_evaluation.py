@@ -71,7 +71,7 @@ def test_augmented_copies_of_test_utterances_never_reach_training():
     def windows(offset: float) -> WindowSet:
         owners = np.repeat(np.arange(len(utterances)), 2)  # two windows per utterance
         values = np.full((len(owners), 4, 3), offset, np.float32)
-        return WindowSet(values, values, owners, [])
+        return WindowSet(values, values, values[..., :2], owners, [])
 
     train, test = fold_windows(fold, windows(0.0), [windows(1.0), windows(2.0)])
     assert set(train.utterance) == set(fold.train)

@@ -12,6 +12,8 @@ import pytest
 from streamer.audio import read_audio
 from streamer.bench import librosa_features
 from streamer.features import (
+    PITCH_REFERENCE_HZ,
+    PROSODY_COLUMNS,
     STD_FLOOR,
     FeatureExtractor,
     FeatureSpec,
@@ -116,7 +118,8 @@ def _window(log_mel_spread: float, mfcc_spread: float, seed: int = 0) -> FrameFe
     rng = np.random.default_rng(seed)
     log_mel = rng.normal(-40.0, log_mel_spread, (SPEC.n_frames, SPEC.n_mels))
     mfcc_energy = rng.normal(0.0, mfcc_spread, (SPEC.n_frames, SPEC.n_mfcc + 1))
-    return FrameFeatures(log_mel.astype(np.float32), mfcc_energy.astype(np.float32))
+    prosody = rng.normal(0.0, mfcc_spread, (SPEC.n_frames, PROSODY_COLUMNS))
+    return FrameFeatures(*(a.astype(np.float32) for a in (log_mel, mfcc_energy, prosody)))
 
 
 def test_cmvn_never_amplifies_a_column_beyond_unit_spread_and_leaves_a_flat_one_at_zero():
@@ -169,6 +172,8 @@ def test_level_free_features_do_not_depend_on_the_microphone_gain(test_clips, pe
     # Levels are relative to the loudest frame and the floor moves with it: equal to rounding.
     np.testing.assert_allclose(quieter.log_mel, reference.log_mel, atol=1e-2)
     np.testing.assert_allclose(quieter.mfcc_energy, reference.mfcc_energy, atol=5e-2)
+    # Pitch and voicing are ratios of the frame's own correlations: no level in them at all.
+    np.testing.assert_allclose(quieter.prosody, reference.prosody, atol=1e-3)
     assert reference.mfcc_energy[:, -1].max() == 0.0
     assert reference.log_mel.dtype == reference.mfcc_energy.dtype == np.float32
     assert reference.log_mel.min() >= -SPEC.dynamic_range_db
@@ -186,7 +191,10 @@ def test_speaker_normalisation_standardises_each_column_with_the_voice_statistic
         inputs.log_mel, (level_free.log_mel - mean[:40]) / std[:40], atol=1e-5
     )
     np.testing.assert_allclose(
-        inputs.mfcc_energy, (level_free.mfcc_energy - mean[40:]) / std[40:], atol=1e-5
+        inputs.mfcc_energy, (level_free.mfcc_energy - mean[40:61]) / std[40:61], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        inputs.prosody, (level_free.prosody - mean[61:]) / std[61:], atol=1e-5
     )
     assert inputs.log_mel.dtype == inputs.mfcc_energy.dtype == np.float32
     with pytest.raises(ValueError, match="statistics"):
@@ -268,3 +276,60 @@ def test_mel_filterbank_equals_librosas(changes):
         sr=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_mels, fmin=spec.fmin, fmax=spec.fmax
     )
     np.testing.assert_allclose(mel_basis(spec), expected, rtol=1e-5, atol=1e-9)
+
+
+def _harmonic_voice(f0: float, seconds: float = 1.0, seed: int = 0) -> np.ndarray:
+    """A steady vowel-like tone: ten harmonics of ``f0`` falling 6 dB per octave, faint noise."""
+    t = np.arange(round(seconds * SPEC.sample_rate)) / SPEC.sample_rate
+    tone = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 11))
+    noise = np.random.default_rng(seed).normal(0.0, 0.01, len(t))
+    return (0.3 * tone / np.abs(tone).max() + noise).astype(np.float32)
+
+
+@pytest.mark.parametrize("f0", [85.0, 140.0, 220.0, 410.0])
+def test_pitch_is_the_voices_fundamental_and_voicing_is_high(f0):
+    prosody = FeatureExtractor(SPEC).frames(_harmonic_voice(f0)).prosody
+    semitones_off = prosody[:, 0] - 12 * np.log2(f0 / PITCH_REFERENCE_HZ)
+    np.testing.assert_allclose(semitones_off, 0.0, atol=0.25)
+    assert prosody[:, 1].min() > 0.9
+
+
+def test_noise_is_not_voiced():
+    noise = np.random.default_rng(1).normal(0.0, 0.1, SPEC.sample_rate).astype(np.float32)
+    voicing = FeatureExtractor(SPEC).frames(noise).prosody[:, 1]
+    assert np.median(voicing) < 0.3
+
+
+def test_pitch_agrees_with_librosas_pyin_on_the_voiced_frames_of_speech(test_clips):
+    """pyin (probabilistic YIN with smoothing) as the reference tracker: most frames that both
+    call voiced are within a semitone; the rest are mostly octave slips on creaky or breathy
+    frames, which neither tracker gets reliably."""
+    extractor = FeatureExtractor(SPEC)
+    within = []
+    for clip in test_clips:
+        audio = read_audio(clip, SPEC.sample_rate)
+        prosody = extractor.frames(audio).prosody
+        # pyin's 1024-sample frames, shifted to centre on ours.
+        f0, voiced, _ = librosa.pyin(
+            np.pad(audio, (SPEC.n_fft // 2, 0)),
+            fmin=SPEC.pitch_fmin,
+            fmax=SPEC.pitch_fmax,
+            sr=SPEC.sample_rate,
+            frame_length=2 * SPEC.n_fft,
+            hop_length=SPEC.hop_length,
+            center=False,
+        )
+        n = min(len(f0), len(prosody))
+        both = voiced[:n] & (prosody[:n, 1] > 0.5)
+        ours = PITCH_REFERENCE_HZ * 2 ** (prosody[:n, 0][both] / 12)
+        within.append(np.abs(12 * np.log2(ours / f0[:n][both])) < 1.0)
+    assert np.concatenate(within).mean() > 0.7
+
+
+def test_the_naive_benchs_time_domain_prosody_matches_the_fast_paths(test_clips):
+    audio = read_audio(test_clips[0], SPEC.sample_rate)
+    fast = FeatureExtractor(SPEC).frames(audio).prosody
+    naive = librosa_features(audio, SPEC)["prosody"]
+    voiced = fast[:, 1] > 0.6
+    assert np.median(np.abs(fast[voiced, 0] - naive[voiced, 0])) < 0.05
+    assert np.median(np.abs(fast[:, 1] - naive[:, 1])) < 0.01

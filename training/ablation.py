@@ -45,7 +45,10 @@ LEVERS = (
     Lever("no batch normalisation of the functionals", architecture={"batch_norm": False}),
     Lever("linear classifier (no hidden layer)", architecture={"hidden": 0}),
     Lever("100 epochs instead of 30", training={"epochs": 100}),
+    Lever("cold copies in training", training={"cold_copies": True}),
     Lever("no variance and trend functionals", architecture={"variance_and_trend": False}),
+    Lever("no pitch and voicing columns", architecture={"prosody": False}),
+    Lever("hidden layer of 128 units instead of 64", architecture={"hidden": 128}),
     Lever("dynamic range 80 dB instead of 40", spec={"dynamic_range_db": 80.0}),
     Lever("dynamic range 30 dB instead of 40", spec={"dynamic_range_db": 30.0}),
 )

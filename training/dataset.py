@@ -34,6 +34,7 @@ from streamer.features import (
     FeatureStatistics,
     FrameFeatures,
     hop_frames_for,
+    split_columns,
     statistics_from_moments,
 )
 from training.augment import augment
@@ -42,7 +43,7 @@ from training.corpora import Utterance
 _LOGGER = logging.getLogger(__name__)
 
 HOP_SECONDS = 0.5
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 """Part of the cache key: raise it when window placement or augmentation code changes."""
 SPEECH_TOP_DB = 30.0
 ORIGINAL = "original"
@@ -61,6 +62,8 @@ class WindowSet:
     """(windows, frames, n_mels) float32."""
     mfcc_energy: np.ndarray
     """(windows, frames, n_mfcc + 1) float32."""
+    prosody: np.ndarray
+    """(windows, frames, 2) float32: pitch and voicing (see ``FrameFeatures.prosody``)."""
     utterance: np.ndarray
     """(windows,) int: index into the utterance list the set was built from."""
     skipped: list[str]
@@ -68,9 +71,12 @@ class WindowSet:
 
     def get(self, model_input: str) -> np.ndarray:
         """(windows, frames, columns) inputs of ``model_input`` (see ``FrameFeatures.get``)."""
-        if model_input == "frame_features":
-            return np.concatenate([self.log_mel, self.mfcc_energy], axis=2)
-        return {"log_mel": self.log_mel, "mfcc_energy": self.mfcc_energy}[model_input]
+        return self.features.get(model_input)
+
+    @property
+    def features(self) -> FrameFeatures:
+        """All windows' features at once (arrays with a leading window axis)."""
+        return FrameFeatures(self.log_mel, self.mfcc_energy, self.prosody)
 
     @classmethod
     def concat(cls, sets: list[WindowSet]) -> WindowSet:
@@ -78,6 +84,7 @@ class WindowSet:
         return cls(
             np.concatenate([s.log_mel for s in sets]),
             np.concatenate([s.mfcc_energy for s in sets]),
+            np.concatenate([s.prosody for s in sets]),
             np.concatenate([s.utterance for s in sets]),
             sets[0].skipped,
         )
@@ -85,8 +92,16 @@ class WindowSet:
     def select(self, utterance_indices: np.ndarray) -> WindowSet:
         """The windows of the given utterances."""
         mask = np.isin(self.utterance, utterance_indices)
+        return self.rows(mask)
+
+    def rows(self, rows: np.ndarray) -> WindowSet:
+        """The windows at ``rows`` (indices or a mask)."""
         return WindowSet(
-            self.log_mel[mask], self.mfcc_energy[mask], self.utterance[mask], self.skipped
+            self.log_mel[rows],
+            self.mfcc_energy[rows],
+            self.prosody[rows],
+            self.utterance[rows],
+            self.skipped,
         )
 
 
@@ -119,27 +134,29 @@ def utterance_windows(
     extractor: FeatureExtractor,
     hop_seconds: float = HOP_SECONDS,
     seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(log_mel, mfcc_energy) windows, each (windows, frames, columns), of one clip: level-free
-    for the "speaker" normalisation (standardised later, per fold), else the models' inputs."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(log_mel, mfcc_energy, prosody) windows, each (windows, frames, columns), of one clip:
+    level-free for the "speaker" normalisation (standardised later, per fold), else the models'
+    inputs."""
     spec = extractor.spec
     audio = pad_with_background(audio, spec.window_samples, seed)
     frames = extractor.frames(audio)
     starts = window_starts(audio, spec, hop_seconds)
-    windows = [
-        FrameFeatures(
-            frames.log_mel[s : s + spec.n_frames], frames.mfcc_energy[s : s + spec.n_frames]
-        )
-        for s in starts
-    ]
+    windows = [frames.rows(s, s + spec.n_frames) for s in starts]
     if spec.normalisation == "speaker":
         prepared = [extractor.level_free(w) for w in windows]
     else:
         prepared = [extractor.model_inputs(w) for w in windows]
-    return np.stack([w.log_mel for w in prepared]), np.stack([w.mfcc_energy for w in prepared])
+    return (
+        np.stack([w.log_mel for w in prepared]),
+        np.stack([w.mfcc_energy for w in prepared]),
+        np.stack([w.prosody for w in prepared]),
+    )
 
 
-def _features_of(job: tuple[Path, str, FeatureSpec]) -> tuple[np.ndarray, np.ndarray] | str:
+def _features_of(
+    job: tuple[Path, str, FeatureSpec],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
     path, variant, spec = job
     try:
         audio = read_audio(path, spec.sample_rate)
@@ -181,6 +198,7 @@ def build_windows(
         return WindowSet(
             cached["log_mel"].astype(np.float32),
             cached["mfcc_energy"].astype(np.float32),
+            cached["prosody"].astype(np.float32),
             cached["utterance"],
             list(cached["skipped"]),
         )
@@ -190,7 +208,7 @@ def _computed_windows(
     utterances: list[Utterance], spec: FeatureSpec, variant: str, workers: int
 ) -> WindowSet:
     jobs = [(u.path, variant, spec) for u in utterances]
-    log_mel, mfcc_energy, owner, skipped = [], [], [], []
+    log_mel, mfcc_energy, prosody, owner, skipped = [], [], [], [], []
     # Spawned, not forked: a fork of a process that has started TensorFlow's threads can
     # deadlock or abort in the child.
     context = multiprocessing.get_context("spawn")
@@ -204,13 +222,18 @@ def _computed_windows(
                 continue
             log_mel.append(result[0])
             mfcc_energy.append(result[1])
+            prosody.append(result[2])
             owner.append(np.full(len(result[0]), index))
     if skipped:
         _LOGGER.warning("skipped %d unreadable audio files: %s", len(skipped), "; ".join(skipped))
     if not log_mel:
         raise ValueError("no readable audio among the utterances")
     return WindowSet(
-        np.concatenate(log_mel), np.concatenate(mfcc_energy), np.concatenate(owner), skipped
+        np.concatenate(log_mel),
+        np.concatenate(mfcc_energy),
+        np.concatenate(prosody),
+        np.concatenate(owner),
+        skipped,
     )
 
 
@@ -221,6 +244,7 @@ def _write_cache(cache_file: Path, windows: WindowSet) -> None:
         temporary,
         log_mel=windows.log_mel.astype(np.float16),
         mfcc_energy=windows.mfcc_energy.astype(np.float16),
+        prosody=windows.prosody.astype(np.float16),
         utterance=windows.utterance,
         skipped=np.array(windows.skipped, dtype=str),
     )
@@ -230,7 +254,7 @@ def _write_cache(cache_file: Path, windows: WindowSet) -> None:
 def window_moments(windows: WindowSet) -> tuple[np.ndarray, np.ndarray]:
     """Each window's column means and mean squares ((windows, columns) float64 each), as
     ``streamer.features.window_moments`` computes them for one window."""
-    columns = np.concatenate([windows.log_mel, windows.mfcc_energy], axis=2).astype(np.float64)
+    columns = windows.get("frame_features").astype(np.float64)
     return columns.mean(axis=1), np.square(columns).mean(axis=1)
 
 
@@ -242,12 +266,14 @@ def statistics_of(windows: WindowSet) -> FeatureStatistics:
 
 def standardise_with(windows: WindowSet, statistics: list[FeatureStatistics]) -> WindowSet:
     """The windows standardised, window ``i`` with ``statistics[i]``."""
-    n_mels = windows.log_mel.shape[2]
     mean = np.stack([s.mean for s in statistics])[:, None, :]
     std = np.stack([s.std for s in statistics])[:, None, :]
+    columns = ((windows.get("frame_features") - mean) / std).astype(np.float32)
+    standardised = split_columns(columns, windows.log_mel.shape[2])
     return WindowSet(
-        ((windows.log_mel - mean[..., :n_mels]) / std[..., :n_mels]).astype(np.float32),
-        ((windows.mfcc_energy - mean[..., n_mels:]) / std[..., n_mels:]).astype(np.float32),
+        standardised.log_mel,
+        standardised.mfcc_energy,
+        standardised.prosody,
         windows.utterance,
         windows.skipped,
     )
@@ -299,6 +325,23 @@ def standardise_by_voice(
         for row in indices:
             per_window[row] = shared
     return standardise_with(windows, per_window)
+
+
+def training_windows(
+    sets: list[WindowSet],
+    speaker_of_utterance: np.ndarray,
+    cold: FeatureStatistics,
+    cold_copies: bool,
+) -> WindowSet:
+    """The model inputs to train on: each set (the original recordings first, then augmented
+    copies) standardised per voice, each copy counting as a voice of its own (a pitch-shifted
+    speaker is another voice); with ``cold_copies`` also the original recordings standardised
+    with ``cold``, the training set's statistics, as a voice the daemon has not adapted to yet
+    is heard."""
+    standardised = [standardise_by_voice(s, speaker_of_utterance, False) for s in sets]
+    if cold_copies:
+        standardised.append(standardise_with(sets[0], [cold] * len(sets[0].utterance)))
+    return WindowSet.concat(standardised)
 
 
 def neutral_heavy_weights(

@@ -42,6 +42,7 @@ from training.dataset import (
     standardise_by_voice,
     standardise_with,
     statistics_of,
+    training_windows,
 )
 from training.export import export_model
 from training.train import TrainConfig, fit
@@ -149,6 +150,7 @@ def standardised_fold(
     speaker_of_utterance: np.ndarray,
     neutral_of_utterance: np.ndarray,
     spec: FeatureSpec,
+    config: TrainConfig,
 ) -> tuple[WindowSet, dict[str, WindowSet], FeatureStatistics | None]:
     """Training windows, test windows per condition (see ``CONDITIONS``), cold statistics.
 
@@ -162,11 +164,11 @@ def standardised_fold(
     if spec.normalisation != "speaker":
         return train, {"adapted": test, "cold": test}, None
     cold = statistics_of(original.select(fold.train))
-    train = WindowSet.concat(
-        [
-            standardise_by_voice(s.select(fold.train), speaker_of_utterance, False)
-            for s in (original, *augmented)
-        ]
+    train = training_windows(
+        [s.select(fold.train) for s in (original, *augmented)],
+        speaker_of_utterance,
+        cold,
+        config.cold_copies,
     )
     tests = {
         "adapted": standardise_by_voice(test, speaker_of_utterance, True, cold),
@@ -198,7 +200,7 @@ def evaluate_fold(
         classes.index("neutral") if "neutral" in classes else -1
     )
     train, tests, cold = standardised_fold(
-        fold, original, augmented, speaker_of_utterance, neutral_of_utterance, spec
+        fold, original, augmented, speaker_of_utterance, neutral_of_utterance, spec, config
     )
     train_labels = utterance_labels[train.utterance]
     result: dict = {
@@ -273,12 +275,7 @@ def evaluate_leaky(
     }
     for name in model_names:
         x = pooled.get(MODEL_INPUT[name])
-        subset = WindowSet(
-            pooled.log_mel[train_rows],
-            pooled.mfcc_energy[train_rows],
-            pooled.utterance[train_rows],
-            [],
-        )
+        subset = pooled.rows(train_rows)
         model = fit(name, subset, labels_of[train_rows], len(classes), config)
         probabilities = model.predict(x[test_rows][..., None], verbose=0)
         result["models"][name] = {"float": scores(labels_of[test_rows], probabilities, classes)}

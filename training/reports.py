@@ -30,6 +30,11 @@ def _ua(variants: dict, variant: str) -> str:
     return f"{100 * variants[variant]['unweighted_accuracy']:.1f} %" if variant in variants else ""
 
 
+def _recipe(features: dict) -> str:
+    pitch = ", pitch" if "pitch_fmin" in features else ""
+    return f"{features['dynamic_range_db']:g} dB{pitch}"
+
+
 def summary_table(report_files: list[Path]) -> str:
     """One table of every report in a folder: the figures the model card quotes."""
     lines = [
@@ -41,10 +46,11 @@ def summary_table(report_files: list[Path]) -> str:
         "heard); neutral-heavy: adapted on statistics three quarters neutral. Pooled = from the",
         "confusion matrix summed over folds. Leaky rows score single windows of float models, as",
         "the seed notebook did. Reproduce a row with",
-        "`emostream evaluate --corpus CORPUS --protocol PROTOCOL`. Range = the features' dynamic",
-        "range (`FeatureSpec.dynamic_range_db`), which tells reports of older recipes apart.",
+        "`emostream evaluate --corpus CORPUS --protocol PROTOCOL`. Recipe = the features' dynamic",
+        "range (`FeatureSpec.dynamic_range_db`) and whether they had pitch and voicing columns,",
+        "which tells reports of older recipes apart.",
         "",
-        "| Corpus | Protocol | Folds | Range | Model | UA adapted | UA cold | UA neutral-heavy "
+        "| Corpus | Protocol | Folds | Recipe | Model | UA adapted | UA cold | UA neutral-heavy "
         "| UA pooled | UA float | WA | Macro-F1 | int8 = float |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -60,7 +66,7 @@ def summary_table(report_files: list[Path]) -> str:
                 report["corpus"],
                 report["protocol"],
                 folds,
-                f"{report['features']['dynamic_range_db']:g} dB",
+                _recipe(report["features"]),
                 f"{model} ({variant})",
                 _ua(variants, variant),
                 _ua(variants, f"{variant}-cold"),

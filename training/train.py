@@ -17,8 +17,8 @@ from training.dataset import (
     ORIGINAL,
     WindowSet,
     build_windows,
-    standardise_by_voice,
     statistics_of,
+    training_windows,
 )
 from training.export import attach_metrics, export_model
 
@@ -39,6 +39,9 @@ class TrainConfig:
     class_weighting: bool = True
     """Weight classes inversely to their frequency (RAVDESS has half as many neutral clips)."""
     label_smoothing: float = 0.05
+    cold_copies: bool = False
+    """Also train on the original recordings standardised with the training set's statistics,
+    as the daemon hears a voice before it has adapted (``training.dataset.training_windows``)."""
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -123,12 +126,12 @@ def train_models(
     sets = [build_windows(utterances, spec, variant) for variant in (ORIGINAL, *config.augment)]
     statistics = None
     if spec.normalisation == "speaker":
-        # Each speaker standardised with their own statistics, each augmented copy as a voice
-        # of its own; the daemon starts from the original recordings' statistics.
+        # The daemon starts from the original recordings' statistics.
         statistics = statistics_of(sets[0])
         speaker_of_utterance = np.array([u.speaker for u in utterances])
-        sets = [standardise_by_voice(s, speaker_of_utterance, False) for s in sets]
-    windows = WindowSet.concat(sets)
+        windows = training_windows(sets, speaker_of_utterance, statistics, config.cold_copies)
+    else:
+        windows = WindowSet.concat(sets)
     training = {
         "corpora": list(corpora),
         "speakers": speakers(utterances),
