@@ -141,7 +141,7 @@ def test_evaluate_writes_json_markdown_and_confusion_pngs(datasets, tmp_path):
     assert "ensemble" in fold["models"]
     assert "| cnn (int8) |" in (tmp_path / "emodb-speaker.md").read_text()
     assert (
-        "| emodb | speaker | 1 (partial) | 40 dB | ensemble (int8) |"
+        "| emodb | speaker | 1 (partial) | 40 dB, pitch | ensemble (int8) |"
         in (tmp_path / "README.md").read_text()
     )
 
