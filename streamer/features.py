@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -454,14 +454,21 @@ class FeatureStatistics:
         return cls(mean, std)
 
 
-def window_moments(window: FrameFeatures) -> tuple[np.ndarray, np.ndarray]:
-    """Column means of a level-free window and of its squares, ((columns,), (columns,)) float64.
+class HasFrameFeatures(Protocol):
+    """One window (``FrameFeatures``) or many (``training.dataset.WindowSet``)."""
+
+    def get(self, model_input: str) -> np.ndarray: ...
+
+
+def window_moments(windows: HasFrameFeatures) -> tuple[np.ndarray, np.ndarray]:
+    """Column means of level-free windows and of their squares, float64, one pair per window:
+    ``(columns,)`` each for one window, ``(windows, columns)`` for many.
 
     A voice's statistics are the average of these over its speech windows, each window weighing
-    the same, in training, evaluation and the daemon alike.
+    the same, in training, evaluation and the daemon alike: one function serves them all.
     """
-    columns = window.get("frame_features").astype(np.float64)
-    return columns.mean(axis=0), np.square(columns).mean(axis=0)
+    columns = windows.get("frame_features").astype(np.float64)
+    return columns.mean(axis=-2), np.square(columns).mean(axis=-2)
 
 
 def split_columns(columns: np.ndarray, n_mels: int) -> FrameFeatures:

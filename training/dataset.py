@@ -36,6 +36,7 @@ from streamer.features import (
     hop_frames_for,
     split_columns,
     statistics_from_moments,
+    window_moments,
 )
 from training.augment import augment
 from training.corpora import Utterance
@@ -249,13 +250,6 @@ def _write_cache(cache_file: Path, windows: WindowSet) -> None:
         skipped=np.array(windows.skipped, dtype=str),
     )
     temporary.replace(cache_file)
-
-
-def window_moments(windows: WindowSet) -> tuple[np.ndarray, np.ndarray]:
-    """Each window's column means and mean squares ((windows, columns) float64 each), as
-    ``streamer.features.window_moments`` computes them for one window."""
-    columns = windows.get("frame_features").astype(np.float64)
-    return columns.mean(axis=1), np.square(columns).mean(axis=1)
 
 
 def statistics_of(windows: WindowSet) -> FeatureStatistics:
