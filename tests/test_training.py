@@ -139,6 +139,15 @@ def test_evaluate_writes_json_markdown_and_confusion_pngs(datasets, tmp_path):
             assert scores[variant]["weighted_accuracy"] == np.trace(confusion) / 5
         assert (tmp_path / f"emodb-speaker-{model}.png").stat().st_size > 1000
     assert "ensemble" in fold["models"]
+    # Each utterance's int8 probabilities are kept beside the report, and give its confusion.
+    kept = np.load(tmp_path / "emodb-speaker-probabilities.npz")
+    assert "probabilities" not in fold
+    for model in MODEL_NAMES:
+        probabilities = kept[f"03/{model}/int8-cold"]
+        assert probabilities.shape == (5, len(report["labels"]))
+        confusion = np.zeros((len(report["labels"]),) * 2, int)
+        np.add.at(confusion, (kept["03/labels-cold"], probabilities.argmax(axis=1)), 1)
+        assert confusion.tolist() == fold["models"][model]["int8-cold"]["confusion"]
     assert "| cnn (int8) |" in (tmp_path / "emodb-speaker.md").read_text()
     assert (
         "| emodb | speaker | 1 (partial) | 40 dB, pitch | ensemble (int8) |"

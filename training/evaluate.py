@@ -45,6 +45,7 @@ from training.dataset import (
     training_windows,
 )
 from training.export import export_model
+from training.fusion import best_weights, fused
 from training.train import TrainConfig, fit
 
 _LOGGER = logging.getLogger(__name__)
@@ -210,6 +211,7 @@ def evaluate_fold(
         "models": {},
     }
     ensemble: dict[str, list[np.ndarray]] = {}
+    kept: dict[str, np.ndarray] = {}
     for name in model_names:
         started = time.perf_counter()
         model = fit(name, train, train_labels, len(classes), config)
@@ -233,13 +235,32 @@ def evaluate_fold(
                 agreement = float(np.mean(float_probs.argmax(1) == int8_probs.argmax(1)))
                 result["models"][name][f"agreement{suffix}"] = agreement
                 ensemble.setdefault(f"int8{suffix}", []).append(int8_probs)
+                kept[f"{name}/int8{suffix}"] = int8_probs
+                kept[f"utterances{suffix}"] = owners
+                kept[f"labels{suffix}"] = truth
         result["models"][name]["seconds"] = round(time.perf_counter() - started, 1)
     if len(model_names) > 1:
         result["models"]["ensemble"] = {
             variant: scores(truth, np.mean(probabilities, axis=0), classes)
             for variant, probabilities in ensemble.items()
         }
+    result["probabilities"] = kept
     return result
+
+
+def add_weighted_ensemble(folds: list[dict], models: tuple[str, ...], classes: list[str]) -> None:
+    """Adds ``"ensemble-weighted"`` to every fold's models: the int8 models' probabilities
+    averaged with the weights chosen on the OTHER folds (``training.fusion``), kept under
+    ``"weights"``."""
+    for index, fold in enumerate(folds):
+        weights = best_weights(folds[:index] + folds[index + 1 :], models, len(classes))
+        kept = fold["probabilities"]
+        entry: dict = {"weights": dict(zip(models, weights.round(3).tolist(), strict=True))}
+        for suffix in CONDITIONS.values():
+            if f"labels{suffix}" in kept:
+                combined = fused([kept[f"{m}/int8{suffix}"] for m in models], weights)
+                entry[f"int8{suffix}"] = scores(kept[f"labels{suffix}"], combined, classes)
+        fold["models"]["ensemble-weighted"] = entry
 
 
 def evaluate_leaky(
@@ -377,6 +398,8 @@ def evaluate_corpus(
                     if v in r
                 },
             )
+        if len(model_names) > 1 and len(folds) > 1:
+            add_weighted_ensemble(folds, model_names, classes)
     return {
         "corpus": corpus,
         "protocol": protocol,

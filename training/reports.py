@@ -17,6 +17,7 @@ def write_report(report: dict, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     report = rescored(report)
     stem = f"{report['corpus']}-{report['protocol']}"
+    _save_probabilities(report, directory / f"{stem}-probabilities.npz")
     written = [directory / f"{stem}.json", directory / f"{stem}.md"]
     written[0].write_text(json.dumps(report, indent=1) + "\n")
     written[1].write_text(markdown_table(report))
@@ -24,6 +25,18 @@ def write_report(report: dict, directory: Path) -> list[Path]:
     summary = directory / "README.md"
     summary.write_text(summary_table(sorted(directory.glob("*.json"))))
     return [*written, summary]
+
+
+def _save_probabilities(report: dict, path: Path) -> None:
+    """Each fold's per-utterance int8 probabilities, kept beside the JSON (too many numbers for
+    it): what choosing ensemble weights on other folds needs."""
+    arrays = {
+        f"{fold['fold']}/{key}": values.astype(np.float32) if values.dtype.kind == "f" else values
+        for fold in report["folds"]
+        for key, values in fold.pop("probabilities", {}).items()
+    }
+    if arrays:
+        np.savez_compressed(path, **arrays)
 
 
 def _ua(variants: dict, variant: str) -> str:

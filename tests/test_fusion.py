@@ -1,0 +1,77 @@
+"""Ensemble weights are chosen on other speakers' predictions, and favour the model that is right
+there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.evaluate import add_weighted_ensemble
+from training.fusion import best_weights, fused, weight_grid
+
+MODELS = ("cnn", "lstm", "functionals")
+CLASSES = ["angry", "neutral", "sad"]
+
+
+def _one_hot(labels: np.ndarray, confidence: float = 0.8) -> np.ndarray:
+    probabilities = np.full((len(labels), len(CLASSES)), (1 - confidence) / (len(CLASSES) - 1))
+    probabilities[np.arange(len(labels)), labels] = confidence
+    return probabilities
+
+
+def _fold(right: str, seed: int) -> dict:
+    """A fold where only ``right`` names each utterance's class; the others are confidently
+    wrong, each in its own way."""
+    labels = np.tile(np.arange(len(CLASSES)), 10)
+    rng = np.random.default_rng(seed)
+    kept: dict[str, np.ndarray] = {}
+    for suffix in ("", "-cold", "-neutral"):
+        kept[f"labels{suffix}"] = labels
+        kept[f"utterances{suffix}"] = np.arange(len(labels))
+        for offset, model in enumerate(MODELS, start=1):
+            if model == right:
+                kept[f"{model}/int8{suffix}"] = _one_hot(labels, 0.5)
+            else:
+                wrong = (labels + offset + rng.integers(0, 2, len(labels))) % len(CLASSES)
+                wrong = np.where(wrong == labels, (labels + 1) % len(CLASSES), wrong)
+                kept[f"{model}/int8{suffix}"] = _one_hot(wrong, 0.9)
+    return {"fold": str(seed), "models": {}, "probabilities": kept}
+
+
+def test_the_grid_holds_every_split_of_one_in_tenths_and_starts_with_the_plain_average():
+    grid = weight_grid(3)
+    assert np.allclose(grid[0], 1 / 3)
+    assert np.allclose(grid.sum(axis=1), 1.0)
+    assert len(grid) == 1 + 66
+    assert any(np.allclose(w, [0.0, 0.2, 0.8]) for w in grid)
+
+
+def test_fused_probabilities_are_the_weighted_average():
+    a, b = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])
+    assert np.allclose(fused([a, b], np.array([0.75, 0.25])), [[0.75, 0.25]])
+
+
+def test_weights_favour_the_model_that_is_right_on_the_folds_given():
+    weights = best_weights([_fold("lstm", 1), _fold("lstm", 2)], MODELS, len(CLASSES))
+    assert weights[1] == weights.max() > 0.5
+
+
+def test_with_no_model_better_than_another_the_plain_average_stays():
+    fold = _fold("lstm", 1)
+    kept = fold["probabilities"]
+    for key in [k for k in kept if "/int8" in k]:
+        kept[key] = np.full_like(kept[key], 1 / len(CLASSES))
+    assert np.allclose(best_weights([fold], MODELS, len(CLASSES)), 1 / 3)
+
+
+def test_each_fold_is_scored_with_weights_chosen_on_the_other_folds_only():
+    folds = [_fold("cnn", 0), _fold("functionals", 1), _fold("functionals", 2)]
+    add_weighted_ensemble(folds, MODELS, CLASSES)
+    first = folds[0]["models"]["ensemble-weighted"]
+    # The other folds trust the functionals model, which is wrong in the first fold.
+    assert first["weights"]["functionals"] > 0.5
+    assert first["int8"]["unweighted_accuracy"] < 0.5
+    for fold in folds[1:]:
+        entry = fold["models"]["ensemble-weighted"]
+        assert entry["int8"]["unweighted_accuracy"] == pytest.approx(1.0)
+        assert set(entry) == {"weights", "int8", "int8-cold", "int8-neutral"}
