@@ -3,8 +3,8 @@
 Each file runs through ``streamer.pipeline.classify_clip``, the code the daemon streams with, so
 a file's per-window labels are those the daemon would publish for the same audio. The per-file
 verdict averages each model's probabilities over the windows that hold speech, then averages
-the models, as the daemon combines them per window, and withholds the label below the daemon's
-confidence threshold, as the daemon does.
+the models with their ensemble weights, as the daemon combines them per window, and withholds
+the label below the daemon's confidence threshold, as the daemon does.
 
 Files are classified cold (features standardised with the training statistics, as for a voice
 never heard), or as a session: recordings of one voice, each file standardised with the
@@ -31,7 +31,7 @@ from streamer.adaptation import FixedVoice, session_statistics
 from streamer.audio import AudioError, read_audio
 from streamer.config import PipelineConfig
 from streamer.models import TFLiteModel
-from streamer.pipeline import Pipeline, WindowResult, classify_clip
+from streamer.pipeline import Pipeline, WindowResult, classify_clip, ensemble_weights
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -125,13 +125,19 @@ def classify_file(
         audio = read_file(path, models)
     windows = classify_clip(audio, models, config=config, voice=voice)
     duration = len(audio) / models[0].metadata.features.sample_rate
-    return summarise(path, duration, windows, config.confidence_threshold)
+    weights = dict(zip((m.name for m in models), ensemble_weights(models).tolist(), strict=True))
+    return summarise(path, duration, windows, config.confidence_threshold, weights)
 
 
 def summarise(
-    path: Path, duration_s: float, windows: list[WindowResult], confidence_threshold: float
+    path: Path,
+    duration_s: float,
+    windows: list[WindowResult],
+    confidence_threshold: float,
+    weights: dict[str, float] | None = None,
 ) -> FileResult:
-    """The per-file verdict from the window results (see the module docstring)."""
+    """The per-file verdict from the window results (see the module docstring); ``weights``
+    are the models' shares of the ensemble (default: equal)."""
     speech = [window for window in windows if window.speech and window.models]
     if not speech:
         return FileResult(path, duration_s, None, 0.0, {}, windows)
@@ -144,7 +150,10 @@ def summarise(
         }
         for name in names
     }
-    combined = {label: float(np.mean([means[name][label] for name in names])) for label in labels}
+    share = {name: 1.0 / len(names) for name in names} if weights is None else weights
+    combined = {
+        label: float(sum(share[name] * means[name][label] for name in names)) for label in labels
+    }
     leader = max(combined, key=combined.__getitem__)
     label = leader if combined[leader] >= confidence_threshold else None
     return FileResult(path, duration_s, label, combined[leader], means, windows)

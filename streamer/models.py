@@ -101,6 +101,9 @@ class ModelMetadata:
     """Feature statistics of the training set (the "speaker" normalisation starts from them)."""
     metrics: dict[str, Any] = field(default_factory=dict)
     """Evaluation figures at export time."""
+    ensemble_weight: float = 1.0
+    """How much this model's probabilities count in the ensemble's average (relative to the
+    other models'): chosen on speakers held out of training (``training.fusion``)."""
     created: str = ""
     """ISO 8601 creation time (UTC)."""
     emostream_version: str = ""
@@ -127,6 +130,11 @@ class ModelMetadata:
             raise ModelError(f"{path}: model metadata file is missing") from None
         except (ValueError, KeyError, TypeError) as error:
             raise ModelError(f"{path}: invalid model metadata ({error})") from None
+        weight = metadata.ensemble_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise ModelError(f"{path}: ensemble_weight must be a number, not {weight!r}")
+        if not 0 < weight < float("inf"):
+            raise ModelError(f"{path}: ensemble_weight must be positive and finite, not {weight}")
         if metadata.model_input not in MODEL_INPUTS:
             raise ModelError(f"{path}: unknown model_input {metadata.model_input!r}")
         if metadata.features.normalisation == "speaker" and metadata.statistics is None:

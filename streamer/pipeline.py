@@ -72,6 +72,13 @@ class WindowResult:
     """Time spent on this window's normalisation, models and smoothing (milliseconds)."""
 
 
+def ensemble_weights(models: list[TFLiteModel]) -> np.ndarray:
+    """Each model's share of the ensemble's average ((models,) float32, summing to 1): the
+    weights in their metadata, normalised over the models loaded."""
+    weights = np.array([m.metadata.ensemble_weight for m in models], np.float64)
+    return (weights / weights.sum()).astype(np.float32)
+
+
 class Pipeline:
     """Streaming classifier: push blocks of samples, get a result every hop.
 
@@ -103,6 +110,7 @@ class Pipeline:
         self.voice = voice or FixedVoice(self.training_statistics(models))
         # Each model's output reordered into self.labels order.
         self._orders = [np.array([m.labels.index(label) for label in self.labels]) for m in models]
+        self._weights = ensemble_weights(models)
         try:
             self.hop_frames = hop_frames_for(self.spec, config.hop_seconds)
         except ValueError as error:
@@ -245,14 +253,14 @@ class Pipeline:
             else:
                 inputs = self.extractor.model_inputs(window)
             combined = np.zeros(len(self.labels), np.float32)
-            for model, order in zip(self.models, self._orders, strict=True):
+            for model, order, weight in zip(self.models, self._orders, self._weights, strict=True):
                 probabilities = model.predict(inputs.get(model.metadata.model_input))[order]
-                combined += probabilities
+                combined += weight * probabilities
                 outputs[model.name] = ModelOutput(
                     self.labels[int(np.argmax(probabilities))],
                     {name: float(p) for name, p in zip(self.labels, probabilities, strict=True)},
                 )
-            label, confidence = self.smoother.update(combined / len(self.models))
+            label, confidence = self.smoother.update(combined)
             if adapting:
                 # After the models: a window is standardised without itself, as in evaluation.
                 self.voice.observe(level_free)

@@ -290,6 +290,14 @@ def _more_mel_bands(metadata: dict) -> None:
             lambda m: _edit_json(m / "cnn.json", lambda v: v.update(model_input="waveform")),
             "{m}/cnn.json: unknown model_input 'waveform'",
         ),
+        (
+            lambda m: _edit_json(m / "lstm.json", lambda v: v.update(ensemble_weight=0)),
+            "{m}/lstm.json: ensemble_weight must be positive and finite, not 0",
+        ),
+        (
+            lambda m: _edit_json(m / "lstm.json", lambda v: v.update(ensemble_weight="heavy")),
+            "{m}/lstm.json: ensemble_weight must be a number, not 'heavy'",
+        ),
     ],
     ids=[
         "missing-model",
@@ -301,6 +309,8 @@ def _more_mel_bands(metadata: dict) -> None:
         "features-differ-between-models",
         "labels-do-not-match-outputs",
         "unknown-model-input",
+        "ensemble-weight-zero",
+        "ensemble-weight-not-a-number",
     ],
 )
 def test_a_broken_model_or_metadata_is_one_line_naming_the_file(models, tmp_path, damage, message):

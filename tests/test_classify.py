@@ -226,6 +226,15 @@ def test_the_file_verdict_averages_speech_windows_then_models():
     assert result.speech_windows == 2
 
 
+def test_the_file_verdict_weighs_the_models_by_their_ensemble_weights():
+    windows = [window([0.9, 0.1], [0.2, 0.8])]
+    equal = summarise(Path("x.wav"), 2.0, windows, confidence_threshold=0.35)
+    assert (equal.label, equal.confidence) == ("anger", pytest.approx(0.55))
+    weights = {"cnn": 0.25, "lstm": 0.75}
+    weighted = summarise(Path("x.wav"), 2.0, windows, confidence_threshold=0.35, weights=weights)
+    assert (weighted.label, weighted.confidence) == ("neutral", pytest.approx(0.625))
+
+
 def test_a_file_without_speech_has_no_label():
     result = summarise(Path("quiet.wav"), 2.0, [window()], confidence_threshold=0.35)
     assert (result.label, result.confidence, result.models) == (None, 0.0, {})

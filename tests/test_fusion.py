@@ -3,11 +3,15 @@ there."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+from daemon_support import shipped_model_dir
 
 from training.evaluate import add_weighted_ensemble
-from training.fusion import best_weights, fused, weight_grid
+from training.fusion import attach_weights, best_weights, fused, weight_grid
 
 MODELS = ("cnn", "lstm", "functionals")
 CLASSES = ["angry", "neutral", "sad"]
@@ -75,3 +79,38 @@ def test_each_fold_is_scored_with_weights_chosen_on_the_other_folds_only():
         entry = fold["models"]["ensemble-weighted"]
         assert entry["int8"]["unweighted_accuracy"] == pytest.approx(1.0)
         assert set(entry) == {"weights", "int8", "int8-cold", "int8-neutral"}
+
+
+def _reports_with_lstm_right(directory: Path, features: dict) -> None:
+    folds = [_fold("lstm", seed) for seed in range(3)]
+    arrays = {
+        f"{fold['fold']}/{key}": value
+        for fold in folds
+        for key, value in fold["probabilities"].items()
+    }
+    np.savez_compressed(directory / "emodb-speaker-probabilities.npz", **arrays)
+    report = {"features": features, "folds": [{"fold": f["fold"]} for f in folds]}
+    (directory / "emodb-speaker.json").write_text(json.dumps(report))
+
+
+def test_the_shipped_weights_are_written_into_each_models_metadata(tmp_path):
+    models, reports = tmp_path / "models", tmp_path / "reports"
+    models.mkdir(), reports.mkdir()
+    for name in MODELS:
+        (models / f"{name}.json").write_bytes((shipped_model_dir() / f"{name}.json").read_bytes())
+    features = json.loads((models / "cnn.json").read_text())["features"]
+    _reports_with_lstm_right(reports, features)
+    weights = attach_weights(models, reports, MODELS)
+    assert weights["lstm"] == max(weights.values()) > 0.5
+    for name in MODELS:
+        assert json.loads((models / f"{name}.json").read_text())["ensemble_weight"] == weights[name]
+
+
+def test_reports_made_on_other_features_set_no_weights(tmp_path):
+    for name in MODELS:
+        (tmp_path / f"{name}.json").write_bytes((shipped_model_dir() / f"{name}.json").read_bytes())
+    features = json.loads((tmp_path / "cnn.json").read_text())["features"]
+    _reports_with_lstm_right(tmp_path, {**features, "n_mels": 64})
+    before = (tmp_path / "lstm.json").read_text()
+    assert attach_weights(tmp_path, tmp_path, MODELS) == {}
+    assert (tmp_path / "lstm.json").read_text() == before

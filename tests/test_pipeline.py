@@ -17,7 +17,7 @@ from streamer.adaptation import VoiceAdaptation
 from streamer.audio import read_audio
 from streamer.config import ConfigError, PipelineConfig
 from streamer.models import MODEL_NAMES, ModelError, load_models
-from streamer.pipeline import LabelSmoother, Pipeline, classify_clip
+from streamer.pipeline import LabelSmoother, Pipeline, classify_clip, ensemble_weights
 from streamer.vad import FRAME_SAMPLES
 
 
@@ -342,7 +342,7 @@ def test_after_a_discontinuity_no_window_spans_the_break(models, speech, test_cl
     assert first.label == alone.label
 
 
-def test_the_label_is_the_smoothed_mean_of_the_models_probabilities(models, speech):
+def test_the_label_is_the_smoothed_weighted_mean_of_the_models_probabilities(models, speech):
     config = PipelineConfig()
     started = time.perf_counter()
     pipeline, results = stream(models, speech, 1024, config)
@@ -356,12 +356,27 @@ def test_the_label_is_the_smoothed_mean_of_the_models_probabilities(models, spee
             smoother.reset()
             assert (result.label, result.confidence) == (None, 0.0)
             continue
-        mean = np.mean([probabilities(result, model.name) for model in models], axis=0)
+        shares = ensemble_weights(models)
+        mean = sum(w * probabilities(result, m.name) for w, m in zip(shares, models, strict=True))
         label, confidence = smoother.update(mean)
         assert result.label == label
         assert result.confidence == pytest.approx(confidence, abs=1e-5)
         assert 0.01 < result.inference_ms < elapsed_ms  # three models take more than 10 us
     assert len({r.label for r in results if r.label is not None}) >= 2
+
+
+def test_a_models_ensemble_weight_is_its_share_of_the_average(models, tmp_path, speech):
+    def weigh(name: str, metadata: dict) -> None:
+        metadata["ensemble_weight"] = {"cnn": 3.0, "lstm": 1.0}[name]
+
+    weighted = copied_models(models, tmp_path, weigh)
+    np.testing.assert_allclose(ensemble_weights(weighted), [0.75, 0.25])
+    config = PipelineConfig(models=("cnn", "lstm"), smoothing=1.0, hysteresis=0.0)
+    results = [r for r in classify_clip(speech[:64000], weighted, config=config) if r.speech]
+    assert results
+    for result in results:
+        cnn, lstm = probabilities(result, "cnn"), probabilities(result, "lstm")
+        assert result.confidence == pytest.approx(float((0.75 * cnn + 0.25 * lstm).max()), abs=1e-5)
 
 
 def test_a_frame_at_the_threshold_is_speech_and_the_minimum_time_counts_when_reached(

@@ -10,6 +10,8 @@ own speakers), so the weighted ensemble's figures are as speaker-independent as 
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -60,3 +62,63 @@ def best_weights(folds: list[dict], models: tuple[str, ...], n_classes: int) -> 
                 combined = np.tensordot(weights, stacked, axes=1)
                 totals[i] += _unweighted_accuracy(labels, combined, n_classes)
     return grid[int(np.argmax(totals))]
+
+
+def kept_folds(probabilities_file: Path) -> list[dict]:
+    """The folds of a report's ``-probabilities.npz`` (``training.reports``), in fold order, each
+    as ``{"fold": name, "probabilities": {key: array}}``."""
+    folds: dict[str, dict] = {}
+    with np.load(probabilities_file) as arrays:
+        for key in arrays.files:
+            fold, _, name = key.partition("/")
+            folds.setdefault(fold, {"fold": fold, "probabilities": {}})
+            folds[fold]["probabilities"][name] = arrays[key]
+    return list(folds.values())
+
+
+def shipped_weights(probabilities_files: list[Path], models: tuple[str, ...]) -> np.ndarray:
+    """The weights to publish with: the best on every fold of the given reports together."""
+    folds = [fold for path in probabilities_files for fold in kept_folds(path)]
+    n_classes = max(len(f["probabilities"][f"{models[0]}/int8"][0]) for f in folds)
+    return best_weights(folds, models, n_classes)
+
+
+def attach_weights(model_dir: Path, reports_dir: Path, models: tuple[str, ...]) -> dict:
+    """Writes the shipped weights into the models' metadata (``ensemble_weight``); returns
+    them by model name, or an empty dict when no report of several folds was made on the
+    models' features.
+
+    They are chosen on the speaker-independent reports in ``reports_dir`` together (Emo-DB's
+    and RAVDESS's folds), as ``emostream evaluate`` chose each fold's weights on the others.
+    """
+    metadata_files = [Path(model_dir) / f"{name}.json" for name in models]
+    metadata = [json.loads(path.read_text()) for path in metadata_files]
+    sources = []
+    for report_file in sorted(Path(reports_dir).glob("*-speaker.json")):
+        report = json.loads(report_file.read_text())
+        kept = report_file.with_name(f"{report_file.stem}-probabilities.npz")
+        same_features = report.get("features") == metadata[0]["features"]
+        if same_features and len(report["folds"]) > 1 and kept.is_file():
+            sources.append(kept)
+    if not sources:
+        return {}
+    weights = dict(zip(models, shipped_weights(sources, models).round(3).tolist(), strict=True))
+    for path, values, name in zip(metadata_files, metadata, models, strict=True):
+        values["ensemble_weight"] = weights[name]
+        path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    return weights
+
+
+def main() -> None:
+    """``python -m training.fusion [MODEL_DIR [REPORTS_DIR]]`` (default ``models``, ``reports``):
+    sets the shipped models' ensemble weights from the reports, and prints them."""
+    import sys
+
+    model_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("models")
+    reports_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("reports")
+    weights = attach_weights(model_dir, reports_dir, ("cnn", "lstm", "functionals"))
+    print(weights or f"no speaker-independent report with probabilities in {reports_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,7 @@ from training.dataset import (
     training_windows,
 )
 from training.export import attach_metrics, export_model
+from training.fusion import attach_weights
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def train_models(
     """Trains the models on every speaker of ``corpora`` and exports them into ``out_dir``.
 
     ``per_speaker`` keeps only that many utterances of each speaker (for quick runs and CI).
-    The evaluation figures found in ``reports_dir`` are copied into each model's metadata.
+    The evaluation figures found in ``reports_dir`` are copied into each model's metadata, and
+    the ensemble weights chosen on its reports (``training.fusion``) with them.
     """
     spec = spec or FeatureSpec()
     config = config or TrainConfig()
@@ -161,4 +163,7 @@ def train_models(
             attach_metrics(path, reports_dir)
         _LOGGER.info("%s: trained in %.0f s, written to %s", name, training["seconds"], path)
         written.append(path)
+    if reports_dir is not None and len(model_names) > 1:
+        weights = attach_weights(out_dir, reports_dir, model_names)
+        _LOGGER.info("ensemble weights from %s: %s", reports_dir, weights or "equal")
     return written
