@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from daemon_support import shipped_model_dir
 
-from training.evaluate import add_weighted_ensemble
+from training.evaluate import add_weighted_ensemble, mean_scores
 from training.fusion import attach_weights, best_weights, fused, weight_grid
+from training.reports import markdown_table
 
 MODELS = ("cnn", "lstm", "functionals")
 CLASSES = ["angry", "neutral", "sad"]
@@ -114,3 +115,15 @@ def test_reports_made_on_other_features_set_no_weights(tmp_path):
     before = (tmp_path / "lstm.json").read_text()
     assert attach_weights(tmp_path, tmp_path, MODELS) == {}
     assert (tmp_path / "lstm.json").read_text() == before
+
+
+def test_the_report_shows_each_folds_weights_beside_its_figures():
+    folds = [_fold("cnn", 0), _fold("functionals", 1), _fold("functionals", 2)]
+    add_weighted_ensemble(folds, MODELS, CLASSES)
+    report = {"corpus": "emodb", "protocol": "speaker", "labels": CLASSES, "utterances": 90}
+    report.update(folds=folds, mean=mean_scores(folds))
+    table = markdown_table(report)
+    weights = folds[0]["models"]["ensemble-weighted"]["weights"]
+    row = next(line for line in table.splitlines() if line.startswith("| 0 |"))
+    assert f"functionals {weights['functionals']:g}" in row
+    assert "| ensemble-weighted (int8) |" in table

@@ -137,6 +137,9 @@ def markdown_table(report: dict) -> str:
         models = list(report["folds"][0]["models"])
         shown = [v for v in ("int8", "int8-cold") if v in report["folds"][0]["models"][models[0]]]
         columns = [f"{m} {v}" for m in models for v in shown]
+        weighted = "ensemble-weighted" in report["folds"][0]["models"]
+        if weighted:
+            columns.append("weights (chosen on the other folds)")
         lines += [
             "",
             "Per fold (UA of the int8 models):",
@@ -146,6 +149,9 @@ def markdown_table(report: dict) -> str:
         ]
         for fold in report["folds"]:
             cells = [_ua(fold["models"][m], v) for m in models for v in shown]
+            if weighted:
+                weights = fold["models"]["ensemble-weighted"]["weights"]
+                cells.append(", ".join(f"{m} {w:g}" for m, w in weights.items()))
             lines.append(f"| {fold['fold']} | " + " | ".join(cells) + " |")
     lines += ["", "Confusion (rows true, columns predicted; " + ", ".join(report["labels"]) + "):"]
     for model, variants in report["mean"].items():
