@@ -103,7 +103,8 @@ class ModelMetadata:
     """Evaluation figures at export time."""
     ensemble_weight: float = 1.0
     """How much this model's probabilities count in the ensemble's average (relative to the
-    other models'): chosen on speakers held out of training (``training.fusion``)."""
+    other models'): chosen on speakers held out of training (``training.fusion``). 0 leaves
+    the model out of the ensemble while it still publishes its own label."""
     created: str = ""
     """ISO 8601 creation time (UTC)."""
     emostream_version: str = ""
@@ -133,8 +134,8 @@ class ModelMetadata:
         weight = metadata.ensemble_weight
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
             raise ModelError(f"{path}: ensemble_weight must be a number, not {weight!r}")
-        if not 0 < weight < float("inf"):
-            raise ModelError(f"{path}: ensemble_weight must be positive and finite, not {weight}")
+        if not 0 <= weight < float("inf"):
+            raise ModelError(f"{path}: ensemble_weight must be 0 or more and finite, not {weight}")
         if metadata.model_input not in MODEL_INPUTS:
             raise ModelError(f"{path}: unknown model_input {metadata.model_input!r}")
         if metadata.features.normalisation == "speaker" and metadata.statistics is None:

@@ -74,8 +74,11 @@ class WindowResult:
 
 def ensemble_weights(models: list[TFLiteModel]) -> np.ndarray:
     """Each model's share of the ensemble's average ((models,) float32, summing to 1): the
-    weights in their metadata, normalised over the models loaded."""
+    weights in their metadata, normalised over the models loaded; equal shares when those
+    weigh nothing together (say, one model of weight 0 loaded alone)."""
     weights = np.array([m.metadata.ensemble_weight for m in models], np.float64)
+    if weights.sum() == 0:
+        weights = np.ones(len(models))
     return (weights / weights.sum()).astype(np.float32)
 
 

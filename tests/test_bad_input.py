@@ -291,8 +291,8 @@ def _more_mel_bands(metadata: dict) -> None:
             "{m}/cnn.json: unknown model_input 'waveform'",
         ),
         (
-            lambda m: _edit_json(m / "lstm.json", lambda v: v.update(ensemble_weight=0)),
-            "{m}/lstm.json: ensemble_weight must be positive and finite, not 0",
+            lambda m: _edit_json(m / "lstm.json", lambda v: v.update(ensemble_weight=-1)),
+            "{m}/lstm.json: ensemble_weight must be 0 or more and finite, not -1",
         ),
         (
             lambda m: _edit_json(m / "lstm.json", lambda v: v.update(ensemble_weight="heavy")),
@@ -309,7 +309,7 @@ def _more_mel_bands(metadata: dict) -> None:
         "features-differ-between-models",
         "labels-do-not-match-outputs",
         "unknown-model-input",
-        "ensemble-weight-zero",
+        "ensemble-weight-negative",
         "ensemble-weight-not-a-number",
     ],
 )

@@ -369,6 +369,14 @@ def test_a_models_ensemble_weight_is_its_share_of_the_average(models, tmp_path, 
     def weigh(name: str, metadata: dict) -> None:
         metadata["ensemble_weight"] = {"cnn": 3.0, "lstm": 1.0}[name]
 
+    def leave_out_lstm(name: str, metadata: dict) -> None:
+        metadata["ensemble_weight"] = {"cnn": 1.0, "lstm": 0.0}[name]
+
+    (tmp_path / "alone").mkdir()
+    alone = copied_models(models, tmp_path / "alone", leave_out_lstm)
+    np.testing.assert_allclose(ensemble_weights(alone), [1.0, 0.0])
+    np.testing.assert_allclose(ensemble_weights(alone[1:]), [1.0])
+
     weighted = copied_models(models, tmp_path, weigh)
     np.testing.assert_allclose(ensemble_weights(weighted), [0.75, 0.25])
     config = PipelineConfig(models=("cnn", "lstm"), smoothing=1.0, hysteresis=0.0)

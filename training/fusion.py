@@ -76,33 +76,32 @@ def kept_folds(probabilities_file: Path) -> list[dict]:
     return list(folds.values())
 
 
-def shipped_weights(probabilities_files: list[Path], models: tuple[str, ...]) -> np.ndarray:
-    """The weights to publish with: the best on every fold of the given reports together."""
-    folds = [fold for path in probabilities_files for fold in kept_folds(path)]
-    n_classes = max(len(f["probabilities"][f"{models[0]}/int8"][0]) for f in folds)
-    return best_weights(folds, models, n_classes)
-
-
 def attach_weights(model_dir: Path, reports_dir: Path, models: tuple[str, ...]) -> dict:
     """Writes the shipped weights into the models' metadata (``ensemble_weight``); returns
-    them by model name, or an empty dict when no report of several folds was made on the
-    models' features.
+    them by model name, or an empty dict when no report of several folds holds these models'
+    probabilities on their features.
 
-    They are chosen on the speaker-independent reports in ``reports_dir`` together (Emo-DB's
-    and RAVDESS's folds), as ``emostream evaluate`` chose each fold's weights on the others.
+    They are the best on the folds of every speaker-independent report in ``reports_dir``
+    together (Emo-DB's and RAVDESS's), as ``emostream evaluate`` chose each fold's weights on
+    the others.
     """
     metadata_files = [Path(model_dir) / f"{name}.json" for name in models]
     metadata = [json.loads(path.read_text()) for path in metadata_files]
-    sources = []
+    folds = []
     for report_file in sorted(Path(reports_dir).glob("*-speaker.json")):
         report = json.loads(report_file.read_text())
         kept = report_file.with_name(f"{report_file.stem}-probabilities.npz")
-        same_features = report.get("features") == metadata[0]["features"]
-        if same_features and len(report["folds"]) > 1 and kept.is_file():
-            sources.append(kept)
-    if not sources:
+        if report.get("features") != metadata[0]["features"] or not kept.is_file():
+            continue
+        report_folds = kept_folds(kept)
+        complete = all(f"{m}/int8" in f["probabilities"] for f in report_folds for m in models)
+        if complete and len(report_folds) > 1:
+            folds += report_folds
+    if not folds:
         return {}
-    weights = dict(zip(models, shipped_weights(sources, models).round(3).tolist(), strict=True))
+    n_classes = max(f["probabilities"][f"{models[0]}/int8"].shape[1] for f in folds)
+    chosen = best_weights(folds, models, n_classes)
+    weights = dict(zip(models, chosen.round(3).tolist(), strict=True))
     for path, values, name in zip(metadata_files, metadata, models, strict=True):
         values["ensemble_weight"] = weights[name]
         path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
