@@ -11,7 +11,7 @@ import pytest
 from daemon_support import shipped_model_dir
 
 from training.evaluate import add_weighted_ensemble, mean_scores
-from training.fusion import attach_weights, best_weights, fused, weight_grid
+from training.fusion import attach_weights, best_weights, fused, held_out_figures, weight_grid
 from training.reports import markdown_table
 
 MODELS = ("cnn", "lstm", "functionals")
@@ -90,7 +90,11 @@ def _reports_with_lstm_right(directory: Path, features: dict) -> None:
         for key, value in fold["probabilities"].items()
     }
     np.savez_compressed(directory / "emodb-speaker-probabilities.npz", **arrays)
-    report = {"features": features, "folds": [{"fold": f["fold"]} for f in folds]}
+    report = {
+        "corpus": "emodb",
+        "features": features,
+        "folds": [{"fold": f["fold"]} for f in folds],
+    }
     (directory / "emodb-speaker.json").write_text(json.dumps(report))
 
 
@@ -127,3 +131,15 @@ def test_the_report_shows_each_folds_weights_beside_its_figures():
     row = next(line for line in table.splitlines() if line.startswith("| 0 |"))
     assert f"functionals {weights['functionals']:g}" in row
     assert "| ensemble-weighted (int8) |" in table
+
+
+def test_held_out_figures_score_each_fold_with_weights_chosen_on_every_other_fold():
+    by_corpus = {
+        "emodb": [_fold("lstm", 1), _fold("lstm", 2)],
+        "ravdess": [_fold("cnn", 3)],
+    }
+    figures = held_out_figures(by_corpus, MODELS)
+    weighted, equal = figures["emodb"][""]
+    assert weighted == pytest.approx(1.0) and equal < 0.5
+    # RAVDESS's one fold gets the weights Emo-DB's folds chose, which trust the wrong model.
+    assert figures["ravdess"]["-cold"][0] < 0.5
