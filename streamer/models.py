@@ -81,6 +81,10 @@ def _interpreter_class() -> type:
     return Interpreter
 
 
+MAX_ENSEMBLE_WEIGHT = 1e6
+"""Weights are relative; a bound keeps their sum finite."""
+
+
 @dataclass(frozen=True)
 class ModelMetadata:
     """What a model needs to be used correctly, and where it came from."""
@@ -134,8 +138,11 @@ class ModelMetadata:
         weight = metadata.ensemble_weight
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
             raise ModelError(f"{path}: ensemble_weight must be a number, not {weight!r}")
-        if not 0 <= weight < float("inf"):
-            raise ModelError(f"{path}: ensemble_weight must be 0 or more and finite, not {weight}")
+        if not 0 <= weight <= MAX_ENSEMBLE_WEIGHT:
+            raise ModelError(
+                f"{path}: ensemble_weight must be from 0 to {MAX_ENSEMBLE_WEIGHT:g}, "
+                f"not {str(weight)[:20]}"
+            )
         if metadata.model_input not in MODEL_INPUTS:
             raise ModelError(f"{path}: unknown model_input {metadata.model_input!r}")
         if metadata.features.normalisation == "speaker" and metadata.statistics is None:

@@ -292,7 +292,15 @@ def _more_mel_bands(metadata: dict) -> None:
         ),
         (
             lambda m: _edit_json(m / "lstm.json", lambda v: v.update(ensemble_weight=-1)),
-            "{m}/lstm.json: ensemble_weight must be 0 or more and finite, not -1",
+            "{m}/lstm.json: ensemble_weight must be from 0 to 1e+06, not -1",
+        ),
+        (
+            lambda m: _edit_json(m / "lstm.json", lambda v: v.update(ensemble_weight=float("nan"))),
+            "{m}/lstm.json: ensemble_weight must be from 0 to 1e+06, not nan",
+        ),
+        (
+            lambda m: _edit_json(m / "lstm.json", lambda v: v.update(ensemble_weight=10**400)),
+            "{m}/lstm.json: ensemble_weight must be from 0 to 1e+06, not 1000",
         ),
         (
             lambda m: _edit_json(m / "lstm.json", lambda v: v.update(ensemble_weight="heavy")),
@@ -310,6 +318,8 @@ def _more_mel_bands(metadata: dict) -> None:
         "labels-do-not-match-outputs",
         "unknown-model-input",
         "ensemble-weight-negative",
+        "ensemble-weight-nan",
+        "ensemble-weight-huge",
         "ensemble-weight-not-a-number",
     ],
 )

@@ -38,6 +38,7 @@ def test_train_exports_int8_models_that_the_daemon_loader_accepts(
     """Without --out, into the user's data folder: the shipped, tracked models stay as they are."""
     shipped = {path: path.read_bytes() for path in (ROOT / "models").iterdir()}
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.chdir(ROOT)  # the default reports/ folder, whose figures choose the weights
     result = CliRunner().invoke(
         main,
         ["train", "--corpus", "emodb", "--data", str(datasets), "--epochs", "2"]
@@ -58,6 +59,8 @@ def test_train_exports_int8_models_that_the_daemon_loader_accepts(
         assert len(metadata["training"]["speakers"]) == 8
         assert metadata["emostream_version"] and metadata["created"]
         assert len(metadata["statistics"]["mean"]) == FeatureSpec().statistics_columns
+        shipped_metadata = json.loads((ROOT / "models" / f"{model.name}.json").read_text())
+        assert metadata["ensemble_weight"] == shipped_metadata["ensemble_weight"]
         statistics = model.metadata.statistics
         inputs = extractor.model_inputs(window, statistics).get(model.metadata.model_input)
         probabilities = model.predict(inputs)

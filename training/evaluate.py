@@ -236,7 +236,6 @@ def evaluate_fold(
                 result["models"][name][f"agreement{suffix}"] = agreement
                 ensemble.setdefault(f"int8{suffix}", []).append(int8_probs)
                 kept[f"{name}/int8{suffix}"] = int8_probs
-                kept[f"utterances{suffix}"] = owners
                 kept[f"labels{suffix}"] = truth
         result["models"][name]["seconds"] = round(time.perf_counter() - started, 1)
     if len(model_names) > 1:

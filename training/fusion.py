@@ -1,10 +1,11 @@
 """Weights for the ensemble: how much each model's probabilities count in the published label.
 
 The daemon averages its models' probabilities; a model that is better on unheard voices should
-count for more. Weights are chosen on a grid by the unweighted accuracy they give, and only on
-utterances of speakers other than the ones they are scored on: in evaluation, each fold's
-weights come from the other folds' held-out predictions (whose labels never include the fold's
-own speakers), so the weighted ensemble's figures are as speaker-independent as the models'.
+count for more. Weights are chosen on a grid by the unweighted accuracy they give, and never on
+the labels of the speakers they are scored on: in evaluation, each fold's weights come from the
+other folds' held-out predictions, whose labels are other speakers'. (The models that made
+those predictions did train on the fold's speakers; only the choice of weights never sees
+their labels.)
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def report_folds(reports_dir: Path, features: dict, models: tuple[str, ...]) -> 
         if report.get("features") != features or not kept.is_file():
             continue
         folds = kept_folds(kept)
-        complete = all(f"{m}/int8" in f["probabilities"] for f in folds for m in models)
+        needed = [f"{m}/int8{suffix}" for m in models for suffix in CHOSEN_ON]
+        complete = all(key in f["probabilities"] for f in folds for key in needed)
         if complete and len(folds) > 1:
             found[report["corpus"]] = folds
     return found
@@ -133,21 +135,25 @@ def attach_weights(model_dir: Path, reports_dir: Path, models: tuple[str, ...]) 
     together (Emo-DB's and RAVDESS's), as ``emostream evaluate`` chose each fold's weights on
     the others.
     """
-    metadata_files = [Path(model_dir) / f"{name}.json" for name in models]
-    metadata = [json.loads(path.read_text()) for path in metadata_files]
+    features = json.loads((Path(model_dir) / f"{models[0]}.json").read_text())["features"]
     folds = [
-        fold
-        for folds in report_folds(reports_dir, metadata[0]["features"], models).values()
-        for fold in folds
+        fold for folds in report_folds(reports_dir, features, models).values() for fold in folds
     ]
     if not folds:
         return {}
     chosen = best_weights(folds, models, _n_classes(folds, models))
     weights = dict(zip(models, chosen.round(3).tolist(), strict=True))
-    for path, values, name in zip(metadata_files, metadata, models, strict=True):
-        values["ensemble_weight"] = weights[name]
-        path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    set_weights(model_dir, weights)
     return weights
+
+
+def set_weights(model_dir: Path, weights: dict[str, float]) -> None:
+    """Writes each model's ``ensemble_weight`` into its metadata file in ``model_dir``."""
+    for name, weight in weights.items():
+        path = Path(model_dir) / f"{name}.json"
+        values = json.loads(path.read_text())
+        values["ensemble_weight"] = weight
+        path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def main() -> None:

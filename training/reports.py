@@ -12,7 +12,8 @@ from training.evaluate import VARIANTS, rescored
 
 
 def write_report(report: dict, directory: Path) -> list[Path]:
-    """JSON, Markdown table and confusion-matrix PNGs of a report; returns the files written."""
+    """JSON, Markdown table, confusion-matrix PNGs and the kept probabilities (``.npz``, taken
+    out of the report's folds) of a report; returns the files written."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     report = rescored(report)
@@ -29,7 +30,10 @@ def write_report(report: dict, directory: Path) -> list[Path]:
 
 def _save_probabilities(report: dict, path: Path) -> None:
     """Each fold's per-utterance int8 probabilities, kept beside the JSON (too many numbers for
-    it): what choosing ensemble weights on other folds needs."""
+    it): what choosing ensemble weights on other folds needs. They leave the report's folds."""
+    for fold in report["folds"]:
+        if "/" in fold["fold"]:
+            raise ValueError(f"fold name {fold['fold']!r} holds '/', which separates the keys")
     arrays = {
         f"{fold['fold']}/{key}": values.astype(np.float32) if values.dtype.kind == "f" else values
         for fold in report["folds"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from streamer.features import FeatureSpec
+from streamer.shipped import MODEL_NAMES
 from training.architectures import BUILDERS, MODEL_INPUT
 from training.corpora import SHIPPED_POLICY, LabelPolicy, load_labelled, speakers
 from training.dataset import (
@@ -21,7 +22,7 @@ from training.dataset import (
     training_windows,
 )
 from training.export import attach_metrics, export_model
-from training.fusion import attach_weights
+from training.fusion import attach_weights, set_weights
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -163,7 +164,12 @@ def train_models(
             attach_metrics(path, reports_dir)
         _LOGGER.info("%s: trained in %.0f s, written to %s", name, training["seconds"], path)
         written.append(path)
-    if reports_dir is not None and len(model_names) > 1:
-        weights = attach_weights(out_dir, reports_dir, model_names)
-        _LOGGER.info("ensemble weights from %s: %s", reports_dir, weights or "equal")
+    # Weights are relative to the other models in the folder, retrained or not.
+    present = tuple(n for n in MODEL_NAMES if (Path(out_dir) / f"{n}.json").is_file())
+    weights = attach_weights(out_dir, reports_dir, present) if reports_dir is not None else {}
+    if not weights:
+        set_weights(out_dir, dict.fromkeys(present, 1.0))
+        _LOGGER.warning("no report holds every model's probabilities: equal ensemble weights")
+    else:
+        _LOGGER.info("ensemble weights from %s: %s", reports_dir, weights)
     return written
