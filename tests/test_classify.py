@@ -61,14 +61,20 @@ def test_json_gives_one_object_per_file_with_label_confidence_and_each_model(mod
     assert result.returncode == 0, result.stderr
     objects = [json.loads(line) for line in result.stdout.splitlines()]
     assert [o["file"] for o in objects] == [str(c) for c in test_clips]
+    weights = {
+        name: json.loads((model_dir / f"{name}.json").read_text()).get("ensemble_weight", 1.0)
+        for name in MODEL_NAMES
+    }
     for verdict in objects:
         assert set(verdict["models"]) == set(MODEL_NAMES)
         labels = set(verdict["models"]["cnn"]["probabilities"])
         for output in verdict["models"].values():
             assert sum(output["probabilities"].values()) == pytest.approx(1.0, abs=0.02)
             assert output["label"] == max(output["probabilities"], key=output["probabilities"].get)
+        # The models' mean, each weighing its share of the ensemble.
         mean = {
-            label: np.mean([o["probabilities"][label] for o in verdict["models"].values()])
+            label: sum(weights[m] * o["probabilities"][label] for m, o in verdict["models"].items())
+            / sum(weights.values())
             for label in labels
         }
         leader = max(mean, key=mean.get)
