@@ -210,7 +210,6 @@ def evaluate_fold(
         "test_utterances": len(np.unique(fold.test)),
         "models": {},
     }
-    ensemble: dict[str, list[np.ndarray]] = {}
     kept: dict[str, np.ndarray] = {}
     for name in model_names:
         started = time.perf_counter()
@@ -234,14 +233,18 @@ def evaluate_fold(
                 result["models"][name][f"int8{suffix}"] = scores(truth, int8_probs, classes)
                 agreement = float(np.mean(float_probs.argmax(1) == int8_probs.argmax(1)))
                 result["models"][name][f"agreement{suffix}"] = agreement
-                ensemble.setdefault(f"int8{suffix}", []).append(int8_probs)
                 kept[f"{name}/int8{suffix}"] = int8_probs
                 kept[f"labels{suffix}"] = truth
         result["models"][name]["seconds"] = round(time.perf_counter() - started, 1)
     if len(model_names) > 1:
+        suffixes = [CONDITIONS[condition] for condition in tests]
         result["models"]["ensemble"] = {
-            variant: scores(truth, np.mean(probabilities, axis=0), classes)
-            for variant, probabilities in ensemble.items()
+            f"int8{s}": scores(
+                kept[f"labels{s}"],
+                np.mean([kept[f"{name}/int8{s}"] for name in model_names], axis=0),
+                classes,
+            )
+            for s in suffixes
         }
     result["probabilities"] = kept
     return result
