@@ -197,13 +197,14 @@ def test_microphone_labels_agree_with_offline_classification_and_pauses_are_not_
     assert all(m["label"] is None for m in pauses)
 
     # The virtual microphone resamples twice (PulseAudio to the sink's rate and back to 16 kHz)
-    # and quantizes to 16 bits, so windows differ slightly from the file's, and a window where
-    # two emotions are close to a tie can go either way: most, not all, must agree.
+    # and quantizes to 16 bits, and the windows line up with the file's only to 20 samples, so
+    # a window where two emotions are close to a tie can go either way: most, not all, must
+    # agree (each model agreed on 22 to 26 of 26 windows over several runs here).
     spoken = [(m, r) for m, r in pairs if m["speech"] and r.speech]
     assert len(spoken) >= 3 * len(test_clips)
     for name in MODEL_NAMES:
         agree = sum(m["models"][name]["label"] == r.models[name].label for m, r in spoken)
-        assert agree >= 0.65 * len(spoken), f"{name}: {agree} of {len(spoken)} windows agree"
+        assert agree >= 0.7 * len(spoken), f"{name}: {agree} of {len(spoken)} windows agree"
     agree = sum(m["label"] == r.label for m, r in spoken)
     assert agree >= 0.6 * len(spoken), f"published labels: {agree} of {len(spoken)} agree"
 

@@ -1,4 +1,4 @@
-"""Full-integer int8 TFLite export, with the metadata the daemon checks before loading."""
+"""int8 TFLite export, with the metadata the daemon checks before loading."""
 
 from __future__ import annotations
 
@@ -17,13 +17,22 @@ REPRESENTATIVE_WINDOWS = 300
 
 
 def to_int8_tflite(model, representative: np.ndarray, seed: int = 0) -> bytes:
-    """The model converted to int8 weights, activations, input and output.
+    """The model converted to int8 weights; int8 activations, input and output too, unless the
+    model is recurrent.
 
-    ``representative`` holds training inputs ((windows, frames, columns) float32); a random
-    sample of them calibrates the activation ranges.
+    A recurrent model keeps float activations (dynamic-range quantisation): with int8
+    activations the unrolled LSTM rounds its state at every step and the error compounds, so
+    that a window shifted by 7 samples (0.4 ms) could move its probabilities by 0.4 and int8
+    disagreed with float on 8 % of windows; with float activations it agrees on 99.6 % and
+    runs no slower. ``representative`` holds training inputs ((windows, frames, columns)
+    float32); a random sample of them calibrates the activation ranges of the others.
     """
     import tensorflow as tf
 
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if is_recurrent(model):
+        return converter.convert()
     rng = np.random.default_rng(seed)
     chosen = rng.choice(
         len(representative), min(REPRESENTATIVE_WINDOWS, len(representative)), replace=False
@@ -33,13 +42,17 @@ def to_int8_tflite(model, representative: np.ndarray, seed: int = 0) -> bytes:
         for index in chosen:
             yield [representative[index][None, ..., None].astype(np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = calibration
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     return converter.convert()
+
+
+def is_recurrent(model) -> bool:
+    import keras
+
+    return any(isinstance(layer, keras.layers.RNN) for layer in model.layers)
 
 
 def export_model(
