@@ -41,16 +41,10 @@ SCOPE = {
         "streamer.publish.x_format_echo__*",
     ],
     "training.corpora": ["training.corpora.*"],
-    "training.evaluate (metrics, folds)": [
+    "training.metrics": ["training.metrics.*"],
+    "training.evaluate (folds, means)": [
         f"training.evaluate.x_{name}__*"
-        for name in (
-            "speaker_folds",
-            "random_fold",
-            "confusion_scores",
-            "scores",
-            "mean_scores",
-            "rescored",
-        )
+        for name in ("speaker_folds", "random_fold", "mean_scores", "rescored")
     ],
 }
 """Module -> mutmut name patterns of the functions mutated."""

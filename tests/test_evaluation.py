@@ -10,15 +10,8 @@ import pytest
 
 from training.corpora import Utterance
 from training.dataset import WindowSet
-from training.evaluate import (
-    confusion_scores,
-    fold_windows,
-    mean_scores,
-    random_fold,
-    rescored,
-    scores,
-    speaker_folds,
-)
+from training.evaluate import fold_windows, mean_scores, random_fold, rescored, speaker_folds
+from training.metrics import confusion_scores, scores
 
 
 def _utterances(corpus: str, speakers: list[str], per_speaker: int) -> list[Utterance]:

@@ -46,13 +46,12 @@ from training.dataset import (
 )
 from training.export import export_model
 from training.fusion import best_weights, fused
+from training.metrics import CONDITIONS, confusion_scores, scores
 from training.train import TrainConfig, fit
 
 _LOGGER = logging.getLogger(__name__)
 
 PROTOCOLS = ("speaker", "random", "leaky")
-CONDITIONS = {"adapted": "", "cold": "-cold", "neutral-heavy": "-neutral"}
-"""How test windows are standardised, and the suffix of their variants' names."""
 VARIANTS = tuple(f"{m}{suffix}" for suffix in CONDITIONS.values() for m in ("float", "int8"))
 """Scored variants: float or int8 model, under each condition."""
 
@@ -92,39 +91,6 @@ def random_fold(utterances: list[Utterance], seed: int = 0, test_share: float = 
         indices, test_size=test_share, random_state=seed, stratify=[u.label for u in utterances]
     )
     return Fold("random", np.sort(train), np.sort(test))
-
-
-def confusion_scores(confusion: list[list[int]]) -> dict:
-    """UA, WA and macro-F1 of a confusion matrix (rows true, columns predicted).
-
-    UA is the mean recall over the classes that occur; macro-F1 averages the classes that occur
-    or are predicted, so a held-out speaker without, say, disgust is not scored 0 on it.
-    """
-    matrix = np.asarray(confusion, dtype=float)
-    true_counts, predicted_counts, hits = matrix.sum(axis=1), matrix.sum(axis=0), np.diag(matrix)
-    occurring = true_counts > 0
-    involved = occurring | (predicted_counts > 0)
-    f1 = 2 * hits / np.maximum(true_counts + predicted_counts, 1)
-    return {
-        "unweighted_accuracy": float(np.mean(hits[occurring] / true_counts[occurring])),
-        "weighted_accuracy": float(hits.sum() / matrix.sum()),
-        "macro_f1": float(np.mean(f1[involved])),
-    }
-
-
-def scores(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict:
-    """Confusion matrix, the figures derived from it, and the loss (mean cross-entropy)."""
-    from sklearn.metrics import confusion_matrix
-
-    predicted = probabilities.argmax(axis=1)
-    confusion = confusion_matrix(y_true, predicted, labels=np.arange(len(classes))).tolist()
-    true_probability = probabilities[np.arange(len(y_true)), y_true]
-    return {
-        **confusion_scores(confusion),
-        "loss": float(-np.mean(np.log(np.clip(true_probability, 1e-7, 1.0)))),
-        "confusion": confusion,
-        "n": int(len(y_true)),
-    }
 
 
 def _per_utterance(

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from training.metrics import CONDITIONS, unweighted_accuracy
+
 WEIGHT_STEP = 0.1
-CHOSEN_ON = ("", "-cold")
+CHOSEN_ON = (CONDITIONS["adapted"], CONDITIONS["cold"])
 """Conditions (adapted and cold) whose mean UA the weights maximise: the daemon publishes with
 one set of weights whether it has adapted to a voice or not."""
 
@@ -40,14 +42,6 @@ def fused(probabilities: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     return np.tensordot(weights, np.stack(probabilities), axes=1) / weights.sum()
 
 
-def _unweighted_accuracy(labels: np.ndarray, probabilities: np.ndarray, n_classes: int) -> float:
-    """UA as ``training.evaluate.confusion_scores`` defines it, without building the matrix."""
-    hits = np.bincount(labels[probabilities.argmax(axis=1) == labels], minlength=n_classes)
-    counts = np.bincount(labels, minlength=n_classes)
-    occurring = counts > 0
-    return float(np.mean(hits[occurring] / counts[occurring]))
-
-
 def best_weights(folds: list[dict], models: tuple[str, ...], n_classes: int) -> np.ndarray:
     """The grid's weights with the highest UA over ``folds`` (mean over folds and over the
     ``CHOSEN_ON`` conditions); each fold holds its ``probabilities`` as ``evaluate_fold`` keeps
@@ -61,7 +55,7 @@ def best_weights(folds: list[dict], models: tuple[str, ...], n_classes: int) -> 
             stacked = np.stack([kept[f"{m}/int8{suffix}"] for m in models])
             for i, weights in enumerate(grid):
                 combined = np.tensordot(weights, stacked, axes=1)
-                totals[i] += _unweighted_accuracy(labels, combined, n_classes)
+                totals[i] += unweighted_accuracy(labels, combined, n_classes)
     return grid[int(np.argmax(totals))]
 
 
@@ -111,12 +105,12 @@ def held_out_figures(by_corpus: dict[str, list], models: tuple[str, ...]) -> dic
         others = [other for i, (_, other) in enumerate(everything) if i != index]
         weights = best_weights(others, models, n_classes)
         kept = fold["probabilities"]
-        for suffix in ("", "-cold", "-neutral"):
+        for suffix in CONDITIONS.values():
             if f"labels{suffix}" not in kept:
                 continue
             probabilities = [kept[f"{m}/int8{suffix}"] for m in models]
             pair = [
-                _unweighted_accuracy(kept[f"labels{suffix}"], fused(probabilities, w), n_classes)
+                unweighted_accuracy(kept[f"labels{suffix}"], fused(probabilities, w), n_classes)
                 for w in (weights, np.ones(len(models)))
             ]
             figures.setdefault(corpus, {}).setdefault(suffix, []).append(pair)
@@ -129,22 +123,27 @@ def held_out_figures(by_corpus: dict[str, list], models: tuple[str, ...]) -> dic
 def attach_weights(model_dir: Path, reports_dir: Path, models: tuple[str, ...]) -> dict:
     """Writes the shipped weights into the models' metadata (``ensemble_weight``); returns
     them by model name, or an empty dict when no report of several folds holds these models'
-    probabilities on their features.
+    probabilities on their features."""
+    by_corpus = report_folds(reports_dir, model_features(model_dir, models), models)
+    weights = shipped_weights(by_corpus, models)
+    set_weights(model_dir, weights)
+    return weights
 
-    They are the best on the folds of every speaker-independent report in ``reports_dir``
-    together (Emo-DB's and RAVDESS's), as ``emostream evaluate`` chose each fold's weights on
-    the others.
-    """
-    features = json.loads((Path(model_dir) / f"{models[0]}.json").read_text())["features"]
-    folds = [
-        fold for folds in report_folds(reports_dir, features, models).values() for fold in folds
-    ]
+
+def model_features(model_dir: Path, models: tuple[str, ...]) -> dict:
+    """The feature settings in the first model's metadata (the models share them)."""
+    return json.loads((Path(model_dir) / f"{models[0]}.json").read_text())["features"]
+
+
+def shipped_weights(by_corpus: dict[str, list], models: tuple[str, ...]) -> dict[str, float]:
+    """The weights best on the folds of every corpus together (Emo-DB's and RAVDESS's), as
+    ``emostream evaluate`` chose each fold's weights on the others; by model name, empty
+    without folds."""
+    folds = [fold for folds in by_corpus.values() for fold in folds]
     if not folds:
         return {}
     chosen = best_weights(folds, models, _n_classes(folds, models))
-    weights = dict(zip(models, chosen.round(3).tolist(), strict=True))
-    set_weights(model_dir, weights)
-    return weights
+    return dict(zip(models, chosen.round(3).tolist(), strict=True))
 
 
 def set_weights(model_dir: Path, weights: dict[str, float]) -> None:
@@ -165,16 +164,17 @@ def main() -> None:
     model_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("models")
     reports_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("reports")
     models = ("cnn", "lstm", "functionals")
-    weights = attach_weights(model_dir, reports_dir, models)
+    by_corpus = report_folds(reports_dir, model_features(model_dir, models), models)
+    weights = shipped_weights(by_corpus, models)
     if not weights:
         sys.exit(f"no speaker-independent report with every model's probabilities in {reports_dir}")
+    set_weights(model_dir, weights)
     print(f"ensemble weights written into {model_dir}: {weights}")
-    features = json.loads((Path(model_dir) / "cnn.json").read_text())["features"]
     print("UA, int8 ensemble, each fold weighted as chosen on all the other folds (equal weights):")
-    by_corpus = report_folds(reports_dir, features, models)
+    condition_of = {suffix: condition for condition, suffix in CONDITIONS.items()}
     for corpus, by_suffix in held_out_figures(by_corpus, models).items():
         for suffix, (weighted, equal) in by_suffix.items():
-            condition = {"": "adapted", "-cold": "cold", "-neutral": "neutral-heavy"}[suffix]
+            condition = condition_of[suffix]
             print(f"  {corpus} {condition}: {100 * weighted:.1f} % ({100 * equal:.1f} %)")
 
 
