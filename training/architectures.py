@@ -46,8 +46,8 @@ def build_cnn_lstm(n_frames: int, n_columns: int, n_classes: int) -> keras.Model
     The pitch contour is what a recurrent model over time can read best: with it this model
     gained 4.9 points adapted on Emo-DB (reports/ablation.md).
 
-    The LSTM is unrolled over its fixed number of steps: full-integer TFLite conversion cannot
-    quantize Keras 3's looping LSTM, but handles the unrolled cell.
+    The LSTM is unrolled over its fixed number of steps: TFLite conversion with quantisation
+    cannot handle Keras 3's looping LSTM, but handles the unrolled cell.
     """
     inputs = keras.Input((n_frames, n_columns, 1), name="mfcc_prosody")
     x = inputs
