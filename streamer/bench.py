@@ -63,8 +63,8 @@ class BenchReport:
     cpu: int | None
     """Core the benchmark was pinned to (None: not pinned)."""
     streaming: Timing
-    """Per hop: speech detector, new frames' features, adaptation, all models, smoothing (TFLite
-    int8)."""
+    """Per hop: speech detector, new frames' features, adaptation, all models, smoothing
+    (quantised TFLite)."""
     detector: Timing
     """Per hop: the speech detector alone (its share of ``streaming``)."""
     naive: Timing | None

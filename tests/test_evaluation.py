@@ -11,7 +11,7 @@ import pytest
 from training.corpora import Utterance
 from training.dataset import WindowSet
 from training.evaluate import fold_windows, mean_scores, random_fold, rescored, speaker_folds
-from training.metrics import confusion_scores, scores
+from training.metrics import confusion_matrix, confusion_scores, scores
 
 
 def _utterances(corpus: str, speakers: list[str], per_speaker: int) -> list[Utterance]:
@@ -94,6 +94,22 @@ def test_unweighted_accuracy_gives_a_rare_class_the_weight_of_a_common_one():
     assert figures["unweighted_accuracy"] == pytest.approx((9 / 10 + 2 / 4) / 2)
     assert figures["weighted_accuracy"] == pytest.approx(11 / 14)
     assert figures["macro_f1"] == pytest.approx((2 * 9 / (10 + 11) + 2 * 2 / (4 + 3)) / 2)
+
+
+def test_the_confusion_matrix_counts_true_rows_against_predicted_columns():
+    probabilities = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])
+    matrix = confusion_matrix(np.array([0, 1, 2, 2]), probabilities, 3)
+    assert matrix.tolist() == [[1, 0, 0], [0, 1, 0], [1, 0, 1]]
+
+
+@pytest.mark.parametrize(
+    ("labels", "columns"),
+    [([0, 3], 3), ([-1, 0], 3), ([0, 1], 4)],
+    ids=["label", "negative", "columns"],
+)
+def test_a_class_outside_the_matrix_is_refused_not_counted_elsewhere(labels, columns):
+    with pytest.raises(ValueError, match="outside the 3 classes"):
+        confusion_matrix(np.array(labels), np.eye(columns)[: len(labels)], 3)
 
 
 def test_scores_of_probabilities_give_confusion_and_cross_entropy():

@@ -194,9 +194,9 @@ def test_each_model_reports_probabilities_that_sum_to_one(models, speech):
 
 
 def test_speech_a_few_samples_later_gives_nearly_the_same_probabilities(models, speech):
-    """A microphone starts at no particular sample, so frames fall anywhere in the voice: each
-    model must answer nearly the same when they fall 7 samples (0.4 ms) later. With int8
-    activations the CNN-LSTM failed this (probabilities moved by up to 0.39)."""
+    """A shift far shorter than a frame (7 samples, 0.4 ms) must barely move any model: what
+    would move it is rounding inside the model. With int8 activations the CNN-LSTM failed this
+    (probabilities moved by up to 0.39)."""
     now = classify_clip(speech, models)
     later = classify_clip(np.concatenate([np.zeros(7, np.float32), speech]), models)
     pairs = [(a, b) for a, b in zip(now, later, strict=True) if a.speech and b.speech]

@@ -16,7 +16,7 @@ from training.architectures import MODEL_INPUT
 REPRESENTATIVE_WINDOWS = 300
 
 
-def to_int8_tflite(model, representative: np.ndarray, seed: int = 0) -> bytes:
+def quantised_tflite(model, representative: np.ndarray, seed: int = 0) -> bytes:
     """The model converted to int8 weights; int8 activations, input and output too, unless the
     model is recurrent.
 
@@ -49,10 +49,13 @@ def to_int8_tflite(model, representative: np.ndarray, seed: int = 0) -> bytes:
     return converter.convert()
 
 
-def is_recurrent(model) -> bool:
+def is_recurrent(layer) -> bool:
+    """Whether ``layer`` is, wraps or holds a recurrent layer, however deeply nested."""
     import keras
 
-    return any(isinstance(layer, keras.layers.RNN) for layer in model.layers)
+    if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
+        return True
+    return any(is_recurrent(inner) for inner in getattr(layer, "layers", []))
 
 
 def export_model(
@@ -75,7 +78,7 @@ def export_model(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = model_path(directory, name)
-    path.write_bytes(to_int8_tflite(model, representative))
+    path.write_bytes(quantised_tflite(model, representative))
     model_input = MODEL_INPUT[name]
     metadata = ModelMetadata(
         name=name,

@@ -12,8 +12,13 @@ CONDITIONS = {"adapted": "", "cold": "-cold", "neutral-heavy": "-neutral"}
 def confusion_matrix(labels: np.ndarray, probabilities: np.ndarray, n_classes: int) -> np.ndarray:
     """Counts of (true, predicted) class pairs, rows true; the prediction is the most probable
     class of each row of ``probabilities``."""
+    labels = np.asarray(labels)
+    if probabilities.shape[1] > n_classes or (
+        len(labels) and not 0 <= labels.min() <= labels.max() < n_classes
+    ):
+        raise ValueError(f"labels or probabilities outside the {n_classes} classes")
     predicted = probabilities.argmax(axis=1)
-    pairs = np.asarray(labels) * n_classes + predicted
+    pairs = labels * n_classes + predicted
     return np.bincount(pairs, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
