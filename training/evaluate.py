@@ -45,7 +45,7 @@ from training.dataset import (
     training_windows,
 )
 from training.export import export_model
-from training.fusion import best_weights, fused
+from training.fusion import fused, held_out_weights
 from training.metrics import CONDITIONS, confusion_scores, scores
 from training.train import TrainConfig, fit
 
@@ -220,8 +220,7 @@ def add_weighted_ensemble(folds: list[dict], models: tuple[str, ...], classes: l
     """Adds ``"ensemble-weighted"`` to every fold's models: the int8 models' probabilities
     averaged with the weights chosen on the OTHER folds (``training.fusion``), kept under
     ``"weights"``."""
-    for index, fold in enumerate(folds):
-        weights = best_weights(folds[:index] + folds[index + 1 :], models, len(classes))
+    for fold, weights in zip(folds, held_out_weights(folds, models, len(classes)), strict=True):
         kept = fold["probabilities"]
         entry: dict = {"weights": dict(zip(models, weights.round(3).tolist(), strict=True))}
         for suffix in CONDITIONS.values():

@@ -59,6 +59,16 @@ def best_weights(folds: list[dict], models: tuple[str, ...], n_classes: int) -> 
     return grid[int(np.argmax(totals))]
 
 
+def held_out_weights(
+    folds: list[dict], models: tuple[str, ...], n_classes: int
+) -> list[np.ndarray]:
+    """For each fold, the best weights on all the OTHER folds: the weights that may score it."""
+    return [
+        best_weights(folds[:index] + folds[index + 1 :], models, n_classes)
+        for index in range(len(folds))
+    ]
+
+
 def kept_folds(probabilities_file: Path) -> list[dict]:
     """The folds of a report's ``-probabilities.npz`` (``training.reports``), in fold order, each
     as ``{"fold": name, "probabilities": {key: array}}``."""
@@ -98,12 +108,12 @@ def held_out_figures(by_corpus: dict[str, list], models: tuple[str, ...]) -> dic
     scored with the weights chosen on all the OTHER folds of all the corpora (the shipped
     weights are chosen on all of them). Per corpus and condition suffix: (weighted UA, equal
     UA), means over the corpus's folds."""
-    everything = [(corpus, fold) for corpus, folds in by_corpus.items() for fold in folds]
-    n_classes = _n_classes([fold for _, fold in everything], models)
+    corpora = [corpus for corpus, folds in by_corpus.items() for _ in folds]
+    everything = [fold for folds in by_corpus.values() for fold in folds]
+    n_classes = _n_classes(everything, models)
+    weighted = held_out_weights(everything, models, n_classes)
     figures: dict = {}
-    for index, (corpus, fold) in enumerate(everything):
-        others = [other for i, (_, other) in enumerate(everything) if i != index]
-        weights = best_weights(others, models, n_classes)
+    for corpus, fold, weights in zip(corpora, everything, weighted, strict=True):
         kept = fold["probabilities"]
         for suffix in CONDITIONS.values():
             if f"labels{suffix}" not in kept:
