@@ -23,8 +23,8 @@ def quantised_tflite(model, representative: np.ndarray, seed: int = 0) -> bytes:
     A recurrent model keeps float activations (dynamic-range quantisation): with int8
     activations the unrolled LSTM rounds its state at every step and the error compounds, so
     that a window shifted by 7 samples (0.4 ms) could move its probabilities by 0.4 and int8
-    disagreed with float on 8 % of windows; with float activations it agrees on 99.6 % and
-    runs no slower. ``representative`` holds training inputs ((windows, frames, columns)
+    disagreed with float on 8.5 % of RAVDESS test utterances; with float activations on 0.4 %,
+    and it runs no slower. ``representative`` holds training inputs ((windows, frames, columns)
     float32); a random sample of them calibrates the activation ranges of the others.
     """
     import tensorflow as tf
