@@ -72,6 +72,13 @@ class WindowResult:
     """Time spent on this window's normalisation, models and smoothing (milliseconds)."""
 
 
+STATISTICS_TOLERANCE = 1e-3
+"""Largest difference (dB or MFCC units) between two models' training statistics that still
+counts as the same statistics: the same corpora's features computed on another machine differ
+in the last bits of their float sums (2e-6 seen), and the models were still trained on one
+standardisation."""
+
+
 def ensemble_weights(models: list[TFLiteModel]) -> np.ndarray:
     """Each model's share of the ensemble's average ((models,) float32, summing to 1): the
     weights in their metadata, normalised over the models loaded; equal shares when those
@@ -148,8 +155,8 @@ class Pipeline:
             same = (statistics is None and other is None) or (
                 statistics is not None
                 and other is not None
-                and np.array_equal(statistics.mean, other.mean)
-                and np.array_equal(statistics.std, other.std)
+                and np.allclose(statistics.mean, other.mean, rtol=0, atol=STATISTICS_TOLERANCE)
+                and np.allclose(statistics.std, other.std, rtol=0, atol=STATISTICS_TOLERANCE)
             )
             if not same:
                 raise ModelError(f"{model.path}: training statistics differ from {models[0].path}")

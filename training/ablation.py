@@ -48,6 +48,13 @@ LEVERS = (
     Lever("cold copies in training", training={"cold_copies": True}),
     Lever("no variance and trend functionals", architecture={"variance_and_trend": False}),
     Lever("pitch and voicing columns read too", architecture={"prosody": True}),
+    Lever("gated pitch and voicing means", architecture={"gated_prosody": True}),
+    Lever("five heads from seeds 0-4 instead of one", training={"functionals_heads": 5}),
+    Lever(
+        "gated pitch and voicing means, five heads",
+        training={"functionals_heads": 5},
+        architecture={"gated_prosody": True},
+    ),
     Lever("hidden layer of 128 units instead of 64", architecture={"hidden": 128}),
     Lever("dynamic range 80 dB instead of 40", spec={"dynamic_range_db": 80.0}),
     Lever("dynamic range 30 dB instead of 40", spec={"dynamic_range_db": 30.0}),
