@@ -5,6 +5,8 @@ Each is sized to run in a millisecond on a Raspberry Pi.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 from keras import layers, ops
 
@@ -181,4 +183,8 @@ def _gated_prosody_functionals(frames: keras.KerasTensor, n_columns: int) -> lis
 
 
 MODEL_INPUT = {"cnn": "log_mel", "lstm": "mfcc_prosody", "functionals": "frame_features"}
-BUILDERS = {"cnn": build_cnn, "lstm": build_cnn_lstm, "functionals": build_functionals}
+BUILDERS: dict[str, Callable[..., keras.Model]] = {
+    "cnn": build_cnn,
+    "lstm": build_cnn_lstm,
+    "functionals": build_functionals,
+}
