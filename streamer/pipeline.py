@@ -73,10 +73,10 @@ class WindowResult:
 
 
 STATISTICS_TOLERANCE = 1e-3
-"""Largest difference (dB or MFCC units) between two models' training statistics that still
-counts as the same statistics: the same corpora's features computed on another machine differ
-in the last bits of their float sums (2e-6 seen), and the models were still trained on one
-standardisation."""
+"""Largest difference (in each column's units: dB, MFCC, semitones of pitch, voicing) between
+two models' training statistics that still counts as the same statistics: the same corpora's
+features computed on another machine differ in the last bits of their float sums (2e-6 seen),
+and the models were still trained on one standardisation."""
 
 
 def ensemble_weights(models: list[TFLiteModel]) -> np.ndarray:

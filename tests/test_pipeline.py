@@ -476,6 +476,15 @@ def test_models_whose_statistics_differ_only_in_float_rounding_run_together(mode
     Pipeline(copied_models(models, tmp_path, nudge), PipelineConfig())
 
 
+def test_models_whose_statistics_differ_by_a_hundredth_are_refused(models, tmp_path):
+    def nudge(name: str, metadata: dict) -> None:
+        if name == "lstm":
+            metadata["statistics"]["mean"][0] += 1e-2
+
+    with pytest.raises(ModelError, match="training statistics differ"):
+        Pipeline(copied_models(models, tmp_path, nudge), PipelineConfig())
+
+
 @pytest.mark.parametrize("lacking", ["cnn", "lstm"])
 def test_a_model_without_the_others_training_statistics_is_refused(models, tmp_path, lacking):
     changed = copied_models(models, tmp_path, without_statistics(lacking))

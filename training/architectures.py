@@ -12,6 +12,12 @@ from keras import layers, ops
 
 from streamer.features import PROSODY_COLUMNS
 
+PROSODY_GATE = -1.75
+"""Standardised energy at which a frame's pitch and voicing start to count: about 35 dB below
+the window's loudest frame for the training set's statistics (mean -15 dB, deviation 11 dB)."""
+PROSODY_GATE_RAMP = 0.5
+"""Standardised energy over which the gate opens fully (about 6 dB)."""
+
 
 def _conv_block(x: keras.KerasTensor, dropout: float) -> keras.KerasTensor:
     x = layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
@@ -98,6 +104,8 @@ def build_functionals(
     plainly), ``gated_prosody`` and ``heads`` exist for the ablation
     (``training/ablation.py``), which says what each is worth.
     """
+    if heads < 1:
+        raise ValueError(f"a functionals model needs at least one head, not {heads}")
     inputs = keras.Input((n_frames, n_columns, 1), name="frame_features")
     x = layers.Reshape((n_frames, n_columns))(inputs)
     frames = x
@@ -119,16 +127,22 @@ def build_functionals(
     if gated_prosody:
         functionals += _gated_prosody_functionals(frames, n_columns)
     x = layers.Concatenate(name="functionals")(functionals)
-    outputs = [
-        _functionals_head(x, n_classes, batch_norm, hidden, f"head{i}") for i in range(heads)
-    ]
-    if heads > 1:
-        outputs = [layers.Average(name="probabilities")(outputs)]
-    return keras.Model(inputs, outputs[0], name="functionals")
+    if heads == 1:
+        outputs = _functionals_head(x, n_classes, batch_norm, hidden, "head0", "probabilities")
+    else:
+        outputs = layers.Average(name="probabilities")(
+            [_functionals_head(x, n_classes, batch_norm, hidden, f"head{i}") for i in range(heads)]
+        )
+    return keras.Model(inputs, outputs, name="functionals")
 
 
 def _functionals_head(
-    x: keras.KerasTensor, n_classes: int, batch_norm: bool, hidden: int, name: str
+    x: keras.KerasTensor,
+    n_classes: int,
+    batch_norm: bool,
+    hidden: int,
+    name: str,
+    output_name: str | None = None,
 ) -> keras.KerasTensor:
     # The functionals differ in scale (a mean near 0, a maximum near 3); standardising them
     # made this model 12 points better on Emo-DB (62.7 % -> 75.1 % UA adapted).
@@ -142,34 +156,44 @@ def _functionals_head(
         )(x)
         x = layers.Dropout(0.3)(x)
     x = layers.Dense(n_classes, name=f"{name}_classes")(x)
-    return layers.Softmax(name=f"{name}_probabilities")(x)
+    return layers.Softmax(name=output_name or f"{name}_probabilities")(x)
 
 
 def merge_heads(merged: keras.Model, trained: list[keras.Model]) -> keras.Model:
-    """``merged`` (a functionals model of ``len(trained)`` heads) with head ``i`` holding the
-    weights of ``trained[i]`` (a one-head functionals model of the same shape)."""
+    """Fills ``merged`` (a functionals model of ``len(trained)`` heads) in place, head ``i``
+    with the weights of ``trained[i]`` (a one-head functionals model of the same shape), and
+    returns it. Every weighted layer of ``merged`` must be filled: a head left with its
+    random initial weights would be averaged in silently."""
+    weighted = {layer.name for layer in merged.layers if layer.weights}
+    filled = set()
     for index, model in enumerate(trained):
         for layer in model.layers:
-            if layer.name.startswith("head0_") and layer.weights:
-                suffix = layer.name.removeprefix("head0_")
-                merged.get_layer(f"head{index}_{suffix}").set_weights(layer.get_weights())
+            if not layer.weights:
+                continue
+            if not layer.name.startswith("head0_"):
+                raise ValueError(f"layer {layer.name!r} of a trained model is outside its head")
+            target = f"head{index}_{layer.name.removeprefix('head0_')}"
+            if target not in weighted:
+                raise ValueError(f"the merged model has no layer {target!r}")
+            merged.get_layer(target).set_weights(layer.get_weights())
+            filled.add(target)
+    if filled != weighted:
+        raise ValueError(f"layers {sorted(weighted - filled)} of the merged model are not filled")
     return merged
 
 
-PROSODY_GATE = -1.75
-"""Standardised energy at which a frame's pitch and voicing start to count: about 35 dB below
-the window's loudest frame for the training set's statistics (mean -15 dB, deviation 11 dB)."""
-PROSODY_GATE_RAMP = 0.5
-"""Standardised energy over which the gate opens fully (about 6 dB)."""
+def _gated_prosody_functionals(
+    frames: keras.KerasTensor, n_columns: int
+) -> list[keras.KerasTensor]:
+    """Six functionals of pitch and voicing in which quiet frames count for nothing.
 
-
-def _gated_prosody_functionals(frames: keras.KerasTensor, n_columns: int) -> list:
-    """Pitch and voicing averaged over the window's loud frames only.
-
-    A quiet frame's periodicity is decided by 16-bit rounding noise at -45 dBFS, so its pitch
-    and voicing are weighed by a gate on its energy that is shut more than about 35 dB below
-    the window's loudest frame. Means of weighted values (no division, no extreme) keep every
-    operation int8-friendly and let no single quiet frame decide a functional.
+    A quiet frame's periodicity is decided by 16-bit rounding noise at -45 dBFS, so each
+    frame's pitch and voicing are weighed by a gate on its standardised energy (shut about
+    35 dB below the window's loudest frame with the training set's statistics; a voice's
+    own statistics move that a little). Over all frames: the gate's mean, the means of gated
+    pitch, gated pitch squared, gated voicing and gated voicing squared, and the gated
+    pitch's trend. Means of weighted values (no division, no extreme) keep every operation
+    int8-friendly and let no single quiet frame decide a functional.
     """
     energy = frames[:, :, n_columns - PROSODY_COLUMNS - 1]
     pitch = frames[:, :, n_columns - 2]
