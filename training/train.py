@@ -82,34 +82,34 @@ def fit(
     verbose: int = 0,
 ) -> keras.Model:
     """A trained Keras model ``name`` (see ``BUILDERS``) for windows labelled 0..n_classes-1."""
+    configure_tensorflow()
+    # Taken once: for the functionals model this joins every window's columns into one array,
+    # which each head would otherwise build again.
+    x = windows.get(MODEL_INPUT[name])[..., None]
     heads = config.functionals_heads if name == "functionals" else 1
-    if heads == 1:
-        return _fit_one(name, windows, window_labels, n_classes, config, verbose)
     trained = [
-        _fit_one(
-            name, windows, window_labels, n_classes, replace(config, seed=config.seed + i), verbose
-        )
+        _fit_one(name, x, window_labels, n_classes, replace(config, seed=config.seed + i), verbose)
         for i in range(heads)
     ]
-    x = windows.get(MODEL_INPUT[name])
+    if heads == 1:
+        return trained[0]
     merged = BUILDERS[name](x.shape[1], x.shape[2], n_classes, heads=heads)
     return merge_heads(merged, trained)
 
 
 def _fit_one(
     name: str,
-    windows: WindowSet,
+    x: np.ndarray,
     window_labels: np.ndarray,
     n_classes: int,
     config: TrainConfig,
-    verbose: int = 0,
+    verbose: int,
 ) -> keras.Model:
-    """``fit`` for one seed: ``config.seed`` decides the initial weights, dropout and order."""
-    configure_tensorflow()
+    """``fit`` for one seed on its inputs ``x`` ((windows, frames, columns, 1)): ``config.seed``
+    decides the initial weights, dropout and order."""
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    x = windows.get(MODEL_INPUT[name])[..., None]
     model = BUILDERS[name](x.shape[1], x.shape[2], n_classes)
     steps = config.epochs * int(np.ceil(len(x) / config.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)
