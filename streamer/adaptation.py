@@ -7,9 +7,10 @@ whose memory is a few minutes of speech, so a new speaker or microphone takes ov
 old speech fades out. A window is standardised with the statistics from before it, never with
 its own.
 
-Only these statistics are stored (two numbers per feature column and a weight), never audio. They
-persist as a small JSON file in the service's state directory across restarts; a damaged,
-truncated or foreign file is named in one log line and replaced by the training statistics.
+Only these statistics are stored (two numbers per feature column and window functional, and a
+weight), never audio. They persist as a small JSON file in the service's state directory across
+restarts; a damaged, truncated or foreign file is named in one log line and replaced by the
+training statistics.
 """
 
 from __future__ import annotations

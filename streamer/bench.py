@@ -29,11 +29,13 @@ from streamer.adaptation import VoiceAdaptation
 from streamer.audio import read_audio
 from streamer.config import PipelineConfig
 from streamer.features import (
+    PROSODY_COLUMNS,
     FeatureSpec,
     FeatureStatistics,
     prosody_from_correlation,
     taper_correlation,
 )
+from streamer.functionals import window_functionals
 from streamer.models import MODEL_NAMES, ModelError, TFLiteModel, load_models
 from streamer.pipeline import Pipeline
 from streamer.vad import SpeechDetector
@@ -183,7 +185,8 @@ def librosa_model_inputs(
     samples: np.ndarray, spec: FeatureSpec, statistics: FeatureStatistics
 ) -> dict[str, np.ndarray]:
     """The models' inputs of one window, the textbook way: librosa's features relative to the
-    loudest frame, floored, MFCCs of the floored spectrum, standardised with ``statistics``."""
+    loudest frame, floored, MFCCs of the floored spectrum, standardised with ``statistics``;
+    their functionals (which librosa does not compute) standardised likewise."""
     import librosa
 
     features = librosa_features(samples, spec)
@@ -192,11 +195,13 @@ def librosa_model_inputs(
     mfcc = librosa.feature.mfcc(S=log_mel.T, n_mfcc=spec.n_mfcc).T
     energy = np.maximum(features["mfcc_energy"][:, -1:] - reference, -spec.dynamic_range_db)
     columns = np.concatenate([log_mel, mfcc, energy, features["prosody"]], axis=1)
-    standardised = (columns - statistics.mean) / statistics.std
+    split = columns.shape[1]
+    standardised = (columns - statistics.mean[:split]) / statistics.std[:split]
+    functionals = window_functionals(columns[:, :-PROSODY_COLUMNS])
     return {
         "log_mel": standardised[:, : spec.n_mels],
         "mfcc_prosody": standardised[:, spec.n_mels :],
-        "frame_features": standardised,
+        "functionals": (functionals - statistics.mean[split:]) / statistics.std[split:],
     }
 
 
@@ -215,7 +220,7 @@ def time_naive(
         inputs = librosa_model_inputs(audio[start : start + window], spec, statistics)
         for model, keras_model in zip(models, keras_models, strict=True):
             x = inputs[model.metadata.model_input]
-            keras_model.predict(x[None, :, :, None], verbose=0)
+            keras_model.predict(x[None, ..., None], verbose=0)
         durations.append(time.perf_counter() - started)
     return Timing.of(durations[1:]), origin
 

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
 
+from streamer.functionals import functionals_count, window_functionals
+
 NORMALISATIONS = ("speaker", "cmvn", "none")
-MODEL_INPUTS = ("log_mel", "mfcc_prosody", "frame_features")
+MODEL_INPUTS = ("log_mel", "mfcc_prosody", "functionals")
 PROSODY_COLUMNS = 2
 PITCH_REFERENCE_HZ = 100.0
 OCTAVE_TOLERANCE = 0.85
@@ -87,18 +90,37 @@ class FeatureSpec:
         return 1 + (self.window_samples - self.n_fft) // self.hop_length
 
     def n_columns(self, model_input: str) -> int:
-        """Feature columns per frame for ``model_input`` (one of ``MODEL_INPUTS``)."""
+        """Feature columns per frame for ``model_input`` (one of ``MODEL_INPUTS``); for
+        "functionals", which describe a whole window, the number of functionals."""
         return {
             "log_mel": self.n_mels,
             "mfcc_prosody": self.n_mfcc + 1 + PROSODY_COLUMNS,
-            "frame_features": self.statistics_columns,
+            "functionals": self.n_functionals,
         }[model_input]
+
+    def input_shape(self, model_input: str) -> tuple[int, ...]:
+        """A model's input shape for one window, batch first: (1, frames, columns, 1), or
+        (1, functionals, 1) for "functionals"."""
+        if model_input == "functionals":
+            return (1, self.n_functionals, 1)
+        return (1, self.n_frames, self.n_columns(model_input), 1)
+
+    @property
+    def frame_columns(self) -> int:
+        """Columns of a frame in statistics order: log-mel bands, MFCCs and energy, then the
+        prosody columns (pitch and voicing)."""
+        return self.n_mels + self.n_mfcc + 1 + PROSODY_COLUMNS
+
+    @property
+    def n_functionals(self) -> int:
+        """Functionals of a window (``streamer.functionals``)."""
+        return functionals_count(self.n_mels + self.n_mfcc + 1)
 
     @property
     def statistics_columns(self) -> int:
-        """Columns of a voice's feature statistics: log-mel bands, MFCCs and energy, then the
-        prosody columns (pitch and voicing)."""
-        return self.n_mels + self.n_mfcc + 1 + PROSODY_COLUMNS
+        """Columns of a voice's feature statistics: the frame columns (``frame_columns``), then
+        the window functionals."""
+        return self.frame_columns + self.n_functionals
 
     @property
     def pitch_lags(self) -> np.ndarray:
@@ -131,18 +153,34 @@ class FrameFeatures:
     prosody: np.ndarray
     """(frames, 2) float32: pitch (semitones above 100 Hz) at the frame's strongest
     periodicity in the spec's pitch range, and that periodicity's strength (voicing, 0 to 1)."""
+    standardised_functionals: np.ndarray | None = None
+    """(functionals,) float32 once standardised with a voice's statistics
+    (``FeatureStatistics.standardise``): they are standardised as functionals of the level-free
+    window, not computed from the standardised frames."""
 
     def __len__(self) -> int:
         return len(self.log_mel)
 
+    @cached_property
+    def functionals(self) -> np.ndarray:
+        """(functionals,) float64: functionals of these frames as they are
+        (``streamer.functionals``), computed once per window: standardising and adapting both
+        read them."""
+        return window_functionals(np.concatenate([self.log_mel, self.mfcc_energy], axis=-1))
+
     def get(self, model_input: str) -> np.ndarray:
         """The columns ``model_input`` (one of ``MODEL_INPUTS``) reads: "mfcc_prosody" is MFCCs,
-        energy, pitch and voicing; "frame_features" all columns in the order of a voice's
+        energy, pitch and voicing; "functionals" the window's functionals (standardised, once
+        standardised); and "frame_features" all frame columns in the order of a voice's
         statistics."""
         if model_input == "log_mel":
             return self.log_mel
         if model_input == "mfcc_prosody":
             return np.concatenate([self.mfcc_energy, self.prosody], axis=-1)
+        if model_input == "functionals":
+            if self.standardised_functionals is not None:
+                return self.standardised_functionals
+            return self.functionals.astype(np.float32)
         if model_input == "frame_features":
             return np.concatenate([self.log_mel, self.mfcc_energy, self.prosody], axis=-1)
         raise KeyError(model_input)
@@ -424,8 +462,11 @@ moves in a voice's speech (the floor, say) is not blown up into noise."""
 class FeatureStatistics:
     """Per-column mean and standard deviation of a voice's level-free features.
 
-    Columns are those of ``FrameFeatures.get("frame_features")``: the log-mel bands, the MFCCs
-    and the energy, then the prosody columns (``FeatureSpec.statistics_columns``).
+    Columns are those of ``FrameFeatures.get("frame_features")`` (the log-mel bands, the MFCCs
+    and the energy, then the prosody columns), then the window functionals
+    (``FeatureSpec.statistics_columns``). Standardising the functionals with the voice's own
+    statistics, not only the frames, is what the classical recipe does (issue 8's anchor);
+    without it a linear model on them added nothing to the ensemble (reports/ablation.md).
     """
 
     mean: np.ndarray
@@ -434,9 +475,15 @@ class FeatureStatistics:
     """(columns,) float32, at least ``STD_FLOOR``."""
 
     def standardise(self, window: FrameFeatures) -> FrameFeatures:
-        """Each column of a level-free window to the voice's zero mean and unit variance."""
-        columns = (window.get("frame_features") - self.mean) / self.std
-        return split_columns(columns.astype(np.float32), window.log_mel.shape[-1])
+        """Each column of a level-free window, and each of its functionals, to the voice's zero
+        mean and unit variance."""
+        frames = window.get("frame_features")
+        split = frames.shape[-1]
+        columns = (frames - self.mean[:split]) / self.std[:split]
+        functionals = (window.functionals - self.mean[split:]) / self.std[split:]
+        return split_columns(
+            columns.astype(np.float32), window.log_mel.shape[-1], functionals.astype(np.float32)
+        )
 
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
@@ -461,22 +508,30 @@ class HasFrameFeatures(Protocol):
 
 
 def window_moments(windows: HasFrameFeatures) -> tuple[np.ndarray, np.ndarray]:
-    """Column means of level-free windows and of their squares, float64, one pair per window:
-    ``(columns,)`` each for one window, ``(windows, columns)`` for many.
+    """Column means of level-free windows and of their squares, then their functionals and
+    the functionals' squares; float64, one pair per window: ``(columns,)`` each for one window,
+    ``(windows, columns)`` for many.
 
     A voice's statistics are the average of these over its speech windows, each window weighing
     the same, in training, evaluation and the daemon alike: one function serves them all.
     """
     columns = windows.get("frame_features").astype(np.float64)
-    return columns.mean(axis=-2), np.square(columns).mean(axis=-2)
+    functionals = windows.get("functionals").astype(np.float64)
+    first = np.concatenate([columns.mean(axis=-2), functionals], axis=-1)
+    second = np.concatenate([np.square(columns).mean(axis=-2), np.square(functionals)], axis=-1)
+    return first, second
 
 
-def split_columns(columns: np.ndarray, n_mels: int) -> FrameFeatures:
-    """Frame features from their columns in statistics order (``(..., frames, columns)``)."""
+def split_columns(
+    columns: np.ndarray, n_mels: int, functionals: np.ndarray | None = None
+) -> FrameFeatures:
+    """Frame features from their columns in statistics order (``(..., frames, columns)``), with
+    their standardised ``functionals`` if given."""
     return FrameFeatures(
         columns[..., :n_mels],
         columns[..., n_mels:-PROSODY_COLUMNS],
         columns[..., -PROSODY_COLUMNS:],
+        functionals,
     )
 
 

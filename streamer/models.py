@@ -98,7 +98,8 @@ class ModelMetadata:
     features: FeatureSpec
     """Feature parameters that made the training inputs."""
     input_shape: tuple[int, ...]
-    """Interpreter input shape, batch first: (1, frames, columns, 1)."""
+    """Interpreter input shape, batch first: (1, frames, columns, 1), or (1, functionals, 1)
+    (``FeatureSpec.input_shape``)."""
     training: dict[str, Any] = field(default_factory=dict)
     """Corpora, speakers, label mapping and training settings."""
     statistics: FeatureStatistics | None = None
@@ -180,7 +181,7 @@ class TFLiteModel:
         self._output = self._interpreter.get_output_details()[0]
         shape = tuple(int(n) for n in self._input["shape"])
         features = self.metadata.features
-        expected = (1, features.n_frames, features.n_columns(self.metadata.model_input), 1)
+        expected = features.input_shape(self.metadata.model_input)
         if shape != self.metadata.input_shape or shape != expected:
             raise ModelError(
                 f"{self.path}: interpreter input shape {shape} does not match metadata "
@@ -195,7 +196,7 @@ class TFLiteModel:
         # prepares its kernels then): run it once now, not on the first speech of a live stream.
         try:
             with _without_xnnpack_notice():
-                self.predict(np.zeros(shape[1:3], np.float32))
+                self.predict(np.zeros(shape[1:-1], np.float32))
         except (ValueError, RuntimeError) as error:
             reason = str(error).splitlines()[0][:120]
             raise ModelError(f"{self.path}: not a usable TFLite model ({reason})") from None
@@ -209,7 +210,8 @@ class TFLiteModel:
         return self.metadata.labels
 
     def predict(self, model_input: np.ndarray) -> np.ndarray:
-        """Probabilities ((n_labels,) float32) for one normalised window ((frames, columns))."""
+        """Probabilities ((n_labels,) float32) for one normalised window: (frames, columns), or
+        (functionals,) for the functionals model."""
         x = model_input.reshape(self._input["shape"])
         scale, zero_point = self._input["quantization"]
         if self._input["dtype"] != np.float32:

@@ -253,8 +253,9 @@ def _edit_json(path: Path, change) -> None:
 def _more_mel_bands(metadata: dict) -> None:
     """64 mel bands in the metadata (statistics included), 40 in the model file."""
     metadata["features"]["n_mels"] = 64
+    columns = FeatureSpec.from_dict(metadata["features"]).statistics_columns
     for key in ("mean", "std"):
-        metadata["statistics"][key] = [1.0] * 24 + metadata["statistics"][key]
+        metadata["statistics"][key] = [1.0] * columns
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,9 @@ def test_a_window_has_the_frames_its_spec_promises():
     frames = extractor.frames(audio)
     assert frames.log_mel.shape == (SPEC.n_frames, SPEC.n_mels)
     assert frames.mfcc_energy.shape == (SPEC.n_frames, SPEC.n_mfcc + 1)
-    assert frames.get("frame_features").shape == (SPEC.n_frames, SPEC.statistics_columns)
+    assert frames.get("frame_features").shape == (SPEC.n_frames, SPEC.frame_columns)
+    assert frames.get("functionals").shape == (SPEC.n_functionals,)
+    assert SPEC.statistics_columns == SPEC.frame_columns + SPEC.n_functionals
 
 
 @pytest.mark.parametrize("block_size", [512, 1024, 1600, 7])
@@ -156,10 +158,19 @@ def test_a_voices_statistics_are_the_mean_and_spread_of_its_windows_each_weighin
     frames = np.concatenate([window.get("frame_features") for window in windows])
     assert statistics.mean.shape == statistics.std.shape == (SPEC.statistics_columns,)
     assert statistics.mean.dtype == statistics.std.dtype == np.float32
-    np.testing.assert_allclose(statistics.mean, frames.mean(axis=0), rtol=1e-5)
-    np.testing.assert_allclose(statistics.std, np.maximum(frames.std(axis=0), STD_FLOOR), rtol=1e-4)
+    split = SPEC.frame_columns
+    np.testing.assert_allclose(statistics.mean[:split], frames.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(
+        statistics.std[:split], np.maximum(frames.std(axis=0), STD_FLOOR), rtol=1e-4
+    )
     assert statistics.std[0] == np.float32(STD_FLOOR)
     assert 0.4 < statistics.std[1] < 0.6
+    # A window's functionals are one value each: their statistics are over the windows.
+    functionals = np.stack([window.functionals for window in windows])
+    np.testing.assert_allclose(statistics.mean[split:], functionals.mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(
+        statistics.std[split:], np.maximum(functionals.std(axis=0), STD_FLOOR), rtol=1e-3
+    )
 
 
 @pytest.mark.parametrize("peak_dbfs", [-10.0, -30.0, -45.0])
@@ -194,9 +205,15 @@ def test_speaker_normalisation_standardises_each_column_with_the_voice_statistic
         inputs.mfcc_energy, (level_free.mfcc_energy - mean[40:61]) / std[40:61], atol=1e-5
     )
     np.testing.assert_allclose(
-        inputs.prosody, (level_free.prosody - mean[61:]) / std[61:], atol=1e-5
+        inputs.prosody, (level_free.prosody - mean[61:63]) / std[61:63], atol=1e-5
+    )
+    # The functionals are those of the level-free window, standardised: not functionals of
+    # the standardised frames.
+    np.testing.assert_allclose(
+        inputs.get("functionals"), (level_free.functionals - mean[63:]) / std[63:], atol=1e-4
     )
     assert inputs.log_mel.dtype == inputs.mfcc_energy.dtype == np.float32
+    assert inputs.get("functionals").dtype == np.float32
     with pytest.raises(ValueError, match="statistics"):
         extractor.model_inputs(window)
 

@@ -69,6 +69,30 @@ def test_with_no_model_better_than_another_the_plain_average_stays():
     assert np.allclose(best_weights([fold], MODELS, len(CLASSES)), 1 / 3)
 
 
+def _fold_where_only_the_cnn_is_right_on(count: int) -> dict:
+    """300 utterances all three models name alike, but for ``count`` of them, where the CNN
+    alone is right and the other two confidently wrong."""
+    labels = np.tile(np.arange(len(CLASSES)), 100)
+    kept: dict[str, np.ndarray] = {}
+    for suffix in ("", "-cold"):
+        kept[f"labels{suffix}"] = labels
+        for model in MODELS:
+            kept[f"{model}/int8{suffix}"] = _one_hot(labels, 0.6)
+        wrong = (labels[:count] + 1) % len(CLASSES)
+        for model in ("lstm", "functionals"):
+            kept[f"{model}/int8{suffix}"][:count] = _one_hot(wrong, 0.9)
+        kept[f"cnn/int8{suffix}"][:count] = _one_hot(labels[:count], 0.9)
+    return {"fold": "0", "models": {}, "probabilities": kept}
+
+
+def test_weights_within_a_point_of_the_best_are_tied_and_the_nearest_the_plain_average_wins():
+    """A lead smaller than one model's seed moves the ensemble is the folds' noise."""
+    one_utterance = _fold_where_only_the_cnn_is_right_on(1)  # 0.3 points of UA
+    assert np.allclose(best_weights([one_utterance], MODELS, len(CLASSES)), 1 / 3)
+    fifteen = _fold_where_only_the_cnn_is_right_on(15)  # 5 points
+    assert best_weights([fifteen], MODELS, len(CLASSES))[0] > 0.5
+
+
 def test_each_fold_is_scored_with_weights_chosen_on_the_other_folds_only():
     folds = [_fold("cnn", 0), _fold("functionals", 1)]
     add_weighted_ensemble(folds, MODELS, CLASSES)

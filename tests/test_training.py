@@ -230,69 +230,53 @@ def test_model_metadata_quotes_the_evaluation_reports_made_on_its_features(tmp_p
     }
 
 
-def test_the_functionals_model_averages_heads_each_trained_alone_from_its_own_seed(datasets):
-    """One seed of the functionals model moves Emo-DB's ensemble by 5 points; a model of
-    several heads gives the average of the same heads trained apart, in one graph."""
+def real_windows(datasets, count: int):
+    """Level-free windows of ``count`` Emo-DB clips, and each clip's emotion (4 classes)."""
     from training.dataset import WindowSet
-    from training.train import TrainConfig, fit
 
     extractor = FeatureExtractor(FeatureSpec())
-    clips = sorted((datasets / "emodb" / "wav").glob("1*.wav"))[:40]
-    windows = [extractor.windows(read_audio(c, 16000), 0.5)[0] for c in clips]
-    statistics = load_models(ROOT / "models", ("functionals",))[0].metadata.statistics
-    inputs = [extractor.model_inputs(w, statistics) for w in windows]
-    training = WindowSet(
-        np.stack([i.log_mel for i in inputs]),
-        np.stack([i.mfcc_energy for i in inputs]),
-        np.stack([i.prosody for i in inputs]),
-        np.arange(len(inputs)),
+    clips = sorted((datasets / "emodb" / "wav").glob("1*.wav"))[:count]
+    windows = [extractor.level_free(extractor.windows(read_audio(c, 16000), 0.5)[0]) for c in clips]
+    level_free = WindowSet(
+        np.stack([w.log_mel for w in windows]),
+        np.stack([w.mfcc_energy for w in windows]),
+        np.stack([w.prosody for w in windows]),
+        np.arange(len(windows)),
         [],
     )
-    emotions = np.array(["NWFTLAE".index(c.name[5]) % 4 for c in clips])
-    config = TrainConfig(epochs=1, functionals_heads=3, seed=7)
-    merged = fit("functionals", training, emotions, 4, config)
-    alone = [
-        fit(
-            "functionals", training, emotions, 4, TrainConfig(epochs=1, functionals_heads=1, seed=s)
-        )
-        for s in (7, 8, 9)
-    ]
-    x = training.get("frame_features")[..., None]
-    expected = np.mean([model.predict(x, verbose=0) for model in alone], axis=0)
-    assert np.abs(merged.predict(x, verbose=0) - expected).max() < 1e-5
-    assert np.abs(alone[0].predict(x, verbose=0) - expected).max() > 1e-3
+    return level_free, np.array(["NWFTLAE".index(c.name[5]) % 4 for c in clips])
 
 
-def test_gated_pitch_and_voicing_means_ignore_the_quiet_frames_and_follow_the_loud_ones():
-    """At -45 dBFS rounding noise decides a quiet frame's periodicity: the gate keeps it out."""
-    import keras
+def test_the_functionals_model_is_the_logistic_regression_on_standardised_functionals(datasets):
+    """The training set's standardisation of each functional is folded into one Dense layer:
+    the model gives the regression's probabilities on the functionals as they come."""
+    from sklearn.linear_model import LogisticRegression
 
-    from training.architectures import PROSODY_GATE, build_functionals
+    from training.dataset import standardise_with, statistics_of
+    from training.train import TrainConfig, fit
 
-    model = build_functionals(99, 63, 4, gated_prosody=True)
-    functionals = keras.Model(model.inputs, model.get_layer("functionals").output)
-    rng = np.random.default_rng(0)
-    window = rng.standard_normal((99, 63)).astype(np.float32)
-    energy = window[:, 60]
-    quiet = energy < PROSODY_GATE - 0.1
-    loud = energy > PROSODY_GATE + 1.0
-    assert quiet.any() and loud.any()
-
-    def gated(x: np.ndarray) -> np.ndarray:
-        return functionals.predict(x[None, ..., None], verbose=0)[0, -6:]
-
-    noisy = window.copy()
-    noisy[quiet, 61:] = rng.standard_normal((quiet.sum(), 2))
-    assert np.allclose(gated(noisy), gated(window), atol=1e-6)
-    moved = window.copy()
-    moved[loud, 61:] += 1.0
-    assert np.abs(gated(moved) - gated(window)).max() > 0.1
+    level_free, emotions = real_windows(datasets, 40)
+    windows = standardise_with(level_free, [statistics_of(level_free)] * len(emotions))
+    config = TrainConfig(class_weighting=False)
+    model = fit("functionals", windows, emotions, 4, config)
+    x = windows.get("functionals").astype(np.float64)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    regression = LogisticRegression(C=config.functionals_c, max_iter=3000)
+    regression.fit((x - mean) / std, emotions)
+    expected = regression.predict_proba((x - mean) / std)
+    actual = model.predict(x[..., None].astype(np.float32), verbose=0)
+    assert np.abs(actual - expected).max() < 1e-4
+    assert np.abs(expected - 0.25).max() > 0.1  # it has learnt something to compare
 
 
-def test_merging_fewer_trained_models_than_heads_is_refused_naming_the_empty_head():
-    """A head left with its random initial weights would be averaged in without a word."""
-    from training.architectures import build_functionals, merge_heads
+def test_a_class_without_training_windows_gets_no_probability(datasets):
+    from training.dataset import standardise_with, statistics_of
+    from training.train import TrainConfig, fit
 
-    trained = [build_functionals(99, 63, 4) for _ in range(2)]
-    with pytest.raises(ValueError, match="head2_"):
-        merge_heads(build_functionals(99, 63, 4, heads=3), trained)
+    level_free, emotions = real_windows(datasets, 40)
+    windows = standardise_with(level_free, [statistics_of(level_free)] * len(emotions))
+    kept = emotions != 2
+    model = fit("functionals", windows.rows(kept), emotions[kept], 4, TrainConfig())
+    probabilities = model.predict(windows.get("functionals")[..., None], verbose=0)
+    assert probabilities[:, 2].max() < 1e-9
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)

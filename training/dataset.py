@@ -21,6 +21,7 @@ import os
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import librosa
@@ -69,25 +70,34 @@ class WindowSet:
     """(windows,) int: index into the utterance list the set was built from."""
     skipped: list[str]
     """Files that could not be read, with the reason."""
+    standardised_functionals: np.ndarray | None = None
+    """(windows, functionals) float32 once standardised (see ``FrameFeatures``)."""
 
     def get(self, model_input: str) -> np.ndarray:
-        """(windows, frames, columns) inputs of ``model_input`` (see ``FrameFeatures.get``)."""
+        """(windows, frames, columns) inputs of ``model_input``, or (windows, functionals) for
+        "functionals" (see ``FrameFeatures.get``)."""
         return self.features.get(model_input)
 
-    @property
+    @cached_property
     def features(self) -> FrameFeatures:
-        """All windows' features at once (arrays with a leading window axis)."""
-        return FrameFeatures(self.log_mel, self.mfcc_energy, self.prosody)
+        """All windows' features at once (arrays with a leading window axis); kept, so that
+        their functionals are computed once."""
+        return FrameFeatures(
+            self.log_mel, self.mfcc_energy, self.prosody, self.standardised_functionals
+        )
 
     @classmethod
     def concat(cls, sets: list[WindowSet]) -> WindowSet:
         """One set holding the windows of all ``sets`` (built from the same utterance list)."""
+        functionals = [s.standardised_functionals for s in sets]
+        standardised = [f for f in functionals if f is not None]
         return cls(
             np.concatenate([s.log_mel for s in sets]),
             np.concatenate([s.mfcc_energy for s in sets]),
             np.concatenate([s.prosody for s in sets]),
             np.concatenate([s.utterance for s in sets]),
             sets[0].skipped,
+            np.concatenate(standardised) if len(standardised) == len(sets) else None,
         )
 
     def select(self, utterance_indices: np.ndarray) -> WindowSet:
@@ -97,12 +107,14 @@ class WindowSet:
 
     def rows(self, rows: np.ndarray) -> WindowSet:
         """The windows at ``rows`` (indices or a mask)."""
+        functionals = self.standardised_functionals
         return WindowSet(
             self.log_mel[rows],
             self.mfcc_energy[rows],
             self.prosody[rows],
             self.utterance[rows],
             self.skipped,
+            None if functionals is None else functionals[rows],
         )
 
 
@@ -260,9 +272,12 @@ def statistics_of(windows: WindowSet) -> FeatureStatistics:
 
 def standardise_with(windows: WindowSet, statistics: list[FeatureStatistics]) -> WindowSet:
     """The windows standardised, window ``i`` with ``statistics[i]``."""
-    mean = np.stack([s.mean for s in statistics])[:, None, :]
-    std = np.stack([s.std for s in statistics])[:, None, :]
-    columns = ((windows.get("frame_features") - mean) / std).astype(np.float32)
+    mean = np.stack([s.mean for s in statistics])
+    std = np.stack([s.std for s in statistics])
+    frames = windows.get("frame_features")
+    split = frames.shape[-1]
+    columns = ((frames - mean[:, None, :split]) / std[:, None, :split]).astype(np.float32)
+    functionals = (windows.get("functionals") - mean[:, split:]) / std[:, split:]
     standardised = split_columns(columns, windows.log_mel.shape[2])
     return WindowSet(
         standardised.log_mel,
@@ -270,6 +285,7 @@ def standardise_with(windows: WindowSet, statistics: list[FeatureStatistics]) ->
         standardised.prosody,
         windows.utterance,
         windows.skipped,
+        functionals.astype(np.float32),
     )
 
 

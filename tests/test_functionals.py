@@ -1,0 +1,81 @@
+"""The window functionals the functionals model reads: what they describe, and that training
+and the daemon get the same numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamer.audio import read_audio
+from streamer.features import FeatureExtractor, FeatureSpec
+from streamer.functionals import LOUD_FRAME_DB, PER_COLUMN, window_functionals
+
+SPEC = FeatureSpec()
+COLUMNS = SPEC.n_mels + SPEC.n_mfcc + 1
+
+
+def level_free_windows(test_clips) -> list:
+    extractor = FeatureExtractor(SPEC)
+    return [
+        extractor.level_free(window)
+        for clip in test_clips
+        for window in extractor.windows(read_audio(clip, SPEC.sample_rate), 0.5)
+    ]
+
+
+def test_one_window_alone_gets_the_functionals_it_gets_among_many(test_clips):
+    """The daemon computes one window's functionals; training computes thousands at once."""
+    windows = level_free_windows(test_clips)
+    together = np.stack([w.log_mel for w in windows]), np.stack([w.mfcc_energy for w in windows])
+    many = window_functionals(np.concatenate(together, axis=-1))
+    alone = np.stack([w.functionals for w in windows])
+    assert alone.shape == (len(windows), SPEC.n_functionals)
+    np.testing.assert_allclose(alone, many, rtol=1e-12, atol=1e-12)
+
+
+def test_the_functionals_describe_each_columns_distribution_over_the_window():
+    rng = np.random.default_rng(0)
+    columns = rng.normal(-10.0, 3.0, (SPEC.n_frames, COLUMNS))
+    columns[:, -1] = 0.0  # every frame loud
+    functionals = window_functionals(columns)
+    assert functionals.shape == (SPEC.n_functionals,)
+    per_column = functionals[: PER_COLUMN * COLUMNS].reshape(PER_COLUMN, COLUMNS)
+    np.testing.assert_allclose(per_column[0], columns.mean(axis=0))
+    np.testing.assert_allclose(per_column[1], columns.std(axis=0))
+    np.testing.assert_allclose(per_column[2], columns.max(axis=0))
+    np.testing.assert_allclose(per_column[3], columns.min(axis=0))
+    np.testing.assert_allclose(per_column[6], np.percentile(columns, 10, axis=0))
+    np.testing.assert_allclose(per_column[8], np.median(columns, axis=0))
+    assert functionals[-1] == 1.0  # the share of loud frames
+
+
+def test_a_rising_column_has_its_slope_and_trend():
+    columns = np.zeros((SPEC.n_frames, COLUMNS))
+    columns[:, 0] = np.arange(SPEC.n_frames) * 0.5
+    per_column = window_functionals(columns)[: PER_COLUMN * COLUMNS].reshape(PER_COLUMN, COLUMNS)
+    slope, trend = per_column[15, 0], per_column[5, 0]
+    assert abs(slope - 0.5) < 1e-9
+    assert abs(trend - 0.5 * (SPEC.n_frames // 2)) < 0.5
+
+
+def test_the_pauses_move_no_functional_and_the_loud_frames_move_them():
+    """What a quiet frame holds (rounding noise at -45 dBFS, a breath) counts for nothing."""
+    rng = np.random.default_rng(1)
+    columns = rng.normal(0.0, 1.0, (SPEC.n_frames, COLUMNS))
+    columns[:, -1] = np.where(np.arange(SPEC.n_frames) % 3 == 0, LOUD_FRAME_DB - 5, -3.0)
+    quiet = columns[:, -1] < LOUD_FRAME_DB
+    before = window_functionals(columns)
+    noisy = columns.copy()
+    noisy[quiet, :-1] += rng.normal(0.0, 5.0, (quiet.sum(), COLUMNS - 1))
+    np.testing.assert_allclose(window_functionals(noisy), before, atol=1e-12)
+    assert abs(before[-1] - (~quiet).mean()) < 1e-12
+    moved = columns.copy()
+    moved[~quiet, :-1] += rng.normal(0.0, 1.0, ((~quiet).sum(), COLUMNS - 1))
+    assert np.abs(window_functionals(moved) - before).max() > 0.1
+
+
+def test_a_window_of_one_loud_frame_has_finite_functionals():
+    columns = np.full((SPEC.n_frames, COLUMNS), -40.0)
+    columns[7] = 0.0
+    functionals = window_functionals(columns)
+    assert np.isfinite(functionals).all()
+    assert functionals[-1] == 1 / SPEC.n_frames
