@@ -96,6 +96,8 @@ def fit(
 
 ABSENT_CLASS_LOGIT = -30.0
 """Logit of a class no training window has: its probability is nil."""
+CONSTANT_SPREAD = 1e-3
+"""Standard deviation over the training windows at or below which a functional is constant."""
 
 
 def fit_functionals(
@@ -111,7 +113,12 @@ def fit_functionals(
     from sklearn.linear_model import LogisticRegression
 
     x = x.astype(np.float64)
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    mean, spread = x.mean(axis=0), x.std(axis=0)
+    # A functional that does not move in training (a column's mean after per-window CMVN, bar
+    # float16 rounding) is left out (infinite spread: standardised to 0, weight 0): blown up to
+    # unit spread, its rounding noise would get a weight that, divided by the tiny spread when
+    # folded in, leaves the int8 kernel no resolution for the others.
+    std = np.where(spread > CONSTANT_SPREAD, spread, np.inf)
     if class_weight is not None:
         class_weight = {c: w for c, w in class_weight.items() if w > 0}
     classifier = LogisticRegression(
