@@ -26,9 +26,10 @@ import numpy as np
 PER_COLUMN = 17
 """Functionals of each spectral or energy column."""
 LOUD_FRAME_DB = -34.0
-"""A frame counts as loud within this many dB of the window's loudest frame (level-free
-energy): about where a voice's pauses and breaths begin, and above 16-bit rounding noise
-even at -45 dBFS peak. The loudest frame always counts."""
+"""A frame counts as loud within this many dB of the window's loudest frame: about where a
+voice's pauses and breaths begin, and above 16-bit rounding noise even at -45 dBFS peak. The
+loudest frame always counts. (With features whose range is 34 dB or less, or after per-window
+CMVN, every frame counts.)"""
 PERCENTILES = (10, 25, 50, 75, 90)
 
 
@@ -46,9 +47,11 @@ def window_functionals(columns: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(columns, dtype=np.float64)
     n_frames = x.shape[-2]
-    loud = x[..., -1] > LOUD_FRAME_DB
+    energy = x[..., -1]
+    # Relative to the window's loudest frame (0 dB once level-free), which always counts.
+    loud = energy > energy.max(axis=-1, keepdims=True) + LOUD_FRAME_DB
     weight = loud[..., None].astype(np.float64)
-    count = weight.sum(axis=-2)  # at least 1: the loudest frame is at 0 dB
+    count = weight.sum(axis=-2)
     average = (x * weight).sum(axis=-2) / count
     centred = (x - average[..., None, :]) * weight
     squared = centred * centred
@@ -65,9 +68,8 @@ def window_functionals(columns: np.ndarray) -> np.ndarray:
     time = np.arange(n_frames, dtype=np.float64)[:, None]
     time_centred = time - (time * weight).sum(axis=-2, keepdims=True) / count[..., None, :]
     time_centred = time_centred * weight
-    slope = (time_centred * x).sum(axis=-2) / np.maximum(
-        (time_centred * time_centred).sum(axis=-2), 1.0
-    )
+    spread_of_time = (time_centred * time_centred).sum(axis=-2)
+    slope = (time_centred * x).sum(axis=-2) / np.where(spread_of_time > 0, spread_of_time, np.inf)
     half = n_frames // 2
     first, second = weight[..., :half, :].sum(axis=-2), weight[..., half:, :].sum(axis=-2)
     trend = np.where(

@@ -79,3 +79,25 @@ def test_a_window_of_one_loud_frame_has_finite_functionals():
     functionals = window_functionals(columns)
     assert np.isfinite(functionals).all()
     assert functionals[-1] == 1 / SPEC.n_frames
+
+
+def test_loud_is_relative_to_the_windows_loudest_frame_so_absolute_levels_work_too():
+    """Without the level-free step (normalisation "none") a window's energy is in dBFS."""
+    rng = np.random.default_rng(2)
+    columns = rng.normal(0.0, 1.0, (SPEC.n_frames, COLUMNS))
+    columns[:, -1] = rng.uniform(-40.0, 0.0, SPEC.n_frames)
+    columns[3, -1] = 0.0
+    quieter = columns.copy()
+    quieter[:, -1] -= 50.0  # the same window 50 dB down, every frame below -34 dBFS
+    functionals = window_functionals(quieter)
+    assert np.isfinite(functionals).all()
+    assert functionals[-1] == window_functionals(columns)[-1]
+
+
+def test_two_neighbouring_loud_frames_have_the_slope_between_them():
+    columns = np.zeros((SPEC.n_frames, COLUMNS))
+    columns[:, -1] = -40.0
+    columns[10:12, -1] = 0.0
+    columns[10:12, 0] = (0.0, 2.0)
+    per_column = window_functionals(columns)[: PER_COLUMN * COLUMNS].reshape(PER_COLUMN, COLUMNS)
+    assert per_column[15, 0] == 2.0
