@@ -29,13 +29,13 @@ from streamer.adaptation import VoiceAdaptation
 from streamer.audio import read_audio
 from streamer.config import PipelineConfig
 from streamer.features import (
-    PROSODY_COLUMNS,
+    MODEL_INPUTS,
     FeatureSpec,
     FeatureStatistics,
     prosody_from_correlation,
+    split_columns,
     taper_correlation,
 )
-from streamer.functionals import window_functionals
 from streamer.models import MODEL_NAMES, ModelError, TFLiteModel, load_models
 from streamer.pipeline import Pipeline
 from streamer.vad import SpeechDetector
@@ -195,14 +195,8 @@ def librosa_model_inputs(
     mfcc = librosa.feature.mfcc(S=log_mel.T, n_mfcc=spec.n_mfcc).T
     energy = np.maximum(features["mfcc_energy"][:, -1:] - reference, -spec.dynamic_range_db)
     columns = np.concatenate([log_mel, mfcc, energy, features["prosody"]], axis=1)
-    split = columns.shape[1]
-    standardised = (columns - statistics.mean[:split]) / statistics.std[:split]
-    functionals = window_functionals(columns[:, :-PROSODY_COLUMNS])
-    return {
-        "log_mel": standardised[:, : spec.n_mels],
-        "mfcc_prosody": standardised[:, spec.n_mels :],
-        "functionals": (functionals - statistics.mean[split:]) / statistics.std[split:],
-    }
+    standardised = statistics.standardise(split_columns(columns, spec.n_mels))
+    return {name: standardised.get(name) for name in MODEL_INPUTS}
 
 
 def time_naive(

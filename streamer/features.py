@@ -90,13 +90,11 @@ class FeatureSpec:
         return 1 + (self.window_samples - self.n_fft) // self.hop_length
 
     def n_columns(self, model_input: str) -> int:
-        """Feature columns per frame for ``model_input`` (one of ``MODEL_INPUTS``); for
-        "functionals", which describe a whole window, the number of functionals."""
-        return {
-            "log_mel": self.n_mels,
-            "mfcc_prosody": self.n_mfcc + 1 + PROSODY_COLUMNS,
-            "functionals": self.n_functionals,
-        }[model_input]
+        """Feature columns per frame for ``model_input``, a per-frame input ("log_mel" or
+        "mfcc_prosody"); the functionals describe a whole window (``n_functionals``)."""
+        return {"log_mel": self.n_mels, "mfcc_prosody": self.n_mfcc + 1 + PROSODY_COLUMNS}[
+            model_input
+        ]
 
     def input_shape(self, model_input: str) -> tuple[int, ...]:
         """A model's input shape for one window, batch first: (1, frames, columns, 1), or

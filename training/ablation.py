@@ -3,9 +3,8 @@
 The CNN and CNN-LSTM take half an hour per corpus to evaluate on this machine; the functionals
 model (a logistic regression) takes a minute or two, so its levers are measured one by one
 here (Emo-DB leave one speaker out or RAVDESS 5 x 4 actors: the same folds and settings as
-``emostream evaluate``). The
-ensemble's own figures (each model alone, adapted, cold, neutral-heavy) come from the full
-reports.
+``emostream evaluate``). The ensemble's own figures (each model alone, adapted, cold,
+neutral-heavy) come from the full reports.
 """
 
 from __future__ import annotations

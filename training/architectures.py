@@ -69,7 +69,7 @@ def build_functionals(n_functionals: int, n_classes: int) -> keras.Model:
 
     The classical recipe of issue 8's anchor (functionals standardised per speaker, a linear
     model). Alone it is no better than the neural model on in-graph functionals it replaced,
-    but it errs on other utterances than the two CNNs do: the ensemble gained 3.7 points
+    but it errs on other utterances than the two CNNs do: the ensemble gained 3.5 points
     adapted on RAVDESS with it (reports/ablation.md). The weights come from a regularised
     logistic regression (``training.train.fit_functionals``) with the training set's
     standardisation of each functional folded in, so the graph is one Dense layer and a
