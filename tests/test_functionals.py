@@ -7,10 +7,25 @@ import numpy as np
 
 from streamer.audio import read_audio
 from streamer.features import FeatureExtractor, FeatureSpec
-from streamer.functionals import LOUD_FRAME_DB, PER_COLUMN, window_functionals
+from streamer.functionals import (
+    LOUD_FRAME_DB,
+    OF_CHANGE,
+    PER_COLUMN,
+    loud_delta,
+    window_functionals,
+)
 
 SPEC = FeatureSpec()
 COLUMNS = SPEC.n_mels + SPEC.n_mfcc + 1
+
+
+def of_frames_and_changes(functionals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(PER_COLUMN, COLUMNS) functionals of the columns themselves; (PER_COLUMN, COLUMNS) of
+    their changes, NaN for those left out."""
+    own = functionals[: PER_COLUMN * COLUMNS].reshape(PER_COLUMN, COLUMNS)
+    of_changes = np.full((PER_COLUMN, COLUMNS), np.nan)
+    of_changes[OF_CHANGE] = functionals[PER_COLUMN * COLUMNS : -1].reshape(-1, COLUMNS)
+    return own, of_changes
 
 
 def level_free_windows(test_clips) -> list:
@@ -38,27 +53,31 @@ def test_the_functionals_describe_each_columns_distribution_over_the_window():
     columns[:, -1] = 0.0  # every frame loud
     functionals = window_functionals(columns)
     assert functionals.shape == (SPEC.n_functionals,)
-    per_column = functionals[: PER_COLUMN * COLUMNS].reshape(PER_COLUMN, COLUMNS)
+    per_column, of_changes = of_frames_and_changes(functionals)
     np.testing.assert_allclose(per_column[0], columns.mean(axis=0))
     np.testing.assert_allclose(per_column[1], columns.std(axis=0))
     np.testing.assert_allclose(per_column[2], columns.max(axis=0))
     np.testing.assert_allclose(per_column[3], columns.min(axis=0))
     np.testing.assert_allclose(per_column[6], np.percentile(columns, 10, axis=0))
     np.testing.assert_allclose(per_column[8], np.median(columns, axis=0))
+    every_frame = np.ones(SPEC.n_frames, bool)
+    np.testing.assert_allclose(of_changes[1], loud_delta(columns, every_frame).std(axis=0))
     assert functionals[-1] == 1.0  # the share of loud frames
 
 
 def test_a_rising_column_has_its_slope_and_trend():
     columns = np.zeros((SPEC.n_frames, COLUMNS))
     columns[:, 0] = np.arange(SPEC.n_frames) * 0.5
-    per_column = window_functionals(columns)[: PER_COLUMN * COLUMNS].reshape(PER_COLUMN, COLUMNS)
+    per_column, of_changes = of_frames_and_changes(window_functionals(columns))
     slope, trend = per_column[15, 0], per_column[5, 0]
     assert abs(slope - 0.5) < 1e-9
     assert abs(trend - 0.5 * (SPEC.n_frames // 2)) < 0.5
+    assert of_changes[7, 0] == 0.5  # the first quartile: every frame but the two ends rises 0.5
 
 
 def test_the_pauses_move_no_functional_and_the_loud_frames_move_them():
-    """What a quiet frame holds (rounding noise at -45 dBFS, a breath) counts for nothing."""
+    """What a quiet frame holds (rounding noise at -45 dBFS, a breath) counts for nothing, not
+    even in the changes of the loud frames beside it."""
     rng = np.random.default_rng(1)
     columns = rng.normal(0.0, 1.0, (SPEC.n_frames, COLUMNS))
     columns[:, -1] = np.where(np.arange(SPEC.n_frames) % 3 == 0, LOUD_FRAME_DB - 5, -3.0)
@@ -94,10 +113,17 @@ def test_loud_is_relative_to_the_windows_loudest_frame_so_absolute_levels_work_t
     assert functionals[-1] == window_functionals(columns)[-1]
 
 
+def test_a_loud_frame_beside_a_pause_changes_only_towards_its_loud_neighbour():
+    columns = np.zeros((5, 2))
+    columns[:, 0] = (9.0, 1.0, 2.0, 4.0, 9.0)
+    loud = np.array([False, True, True, True, False])
+    np.testing.assert_allclose(loud_delta(columns, loud)[1:4, 0], (0.5, 1.5, 1.0))
+
+
 def test_two_neighbouring_loud_frames_have_the_slope_between_them():
     columns = np.zeros((SPEC.n_frames, COLUMNS))
     columns[:, -1] = -40.0
     columns[10:12, -1] = 0.0
     columns[10:12, 0] = (0.0, 2.0)
-    per_column = window_functionals(columns)[: PER_COLUMN * COLUMNS].reshape(PER_COLUMN, COLUMNS)
+    per_column, _ = of_frames_and_changes(window_functionals(columns))
     assert per_column[15, 0] == 2.0
