@@ -127,3 +127,35 @@ def test_two_neighbouring_loud_frames_have_the_slope_between_them():
     columns[10:12, 0] = (0.0, 2.0)
     per_column, _ = of_frames_and_changes(window_functionals(columns))
     assert per_column[15, 0] == 2.0
+
+
+def test_the_changes_are_described_by_all_but_their_mean_and_median():
+    assert list(OF_CHANGE) == [i for i in range(PER_COLUMN) if i not in (0, 8)]
+    rng = np.random.default_rng(3)
+    columns = rng.normal(0.0, 2.0, (SPEC.n_frames, COLUMNS))
+    columns[:, -1] = 0.0
+    _, of_changes = of_frames_and_changes(window_functionals(columns))
+    changes = loud_delta(columns, np.ones(SPEC.n_frames, bool))
+    np.testing.assert_allclose(of_changes[9], np.percentile(changes, 75, axis=0))
+    assert np.isnan(of_changes[0]).all() and np.isnan(of_changes[8]).all()
+
+
+def test_the_first_and_last_frames_change_towards_their_one_neighbour():
+    column = np.array([[1.0], [3.0], [4.0]])
+    np.testing.assert_allclose(loud_delta(column, np.ones(3, bool))[:, 0], (1.0, 1.5, 0.5))
+    np.testing.assert_allclose(
+        loud_delta(column, np.array([True, False, True]))[:, 0], (0.0, 1.5, 0.0)
+    )
+
+
+def test_skewness_and_kurtosis_are_the_standardised_third_and_fourth_moments():
+    rng = np.random.default_rng(4)
+    columns = rng.gamma(2.0, 2.0, (SPEC.n_frames, COLUMNS))
+    columns[:, -1] = 0.0
+    per_column, _ = of_frames_and_changes(window_functionals(columns))
+    centred = columns - columns.mean(axis=0)
+    spread = columns.std(axis=0) + 1e-3
+    np.testing.assert_allclose(per_column[13], (centred**3).mean(axis=0) / spread**3)
+    np.testing.assert_allclose(per_column[14], (centred**4).mean(axis=0) / spread**4)
+    quartiles = np.percentile(columns, (25, 75), axis=0)
+    np.testing.assert_allclose(per_column[12], quartiles[1] - quartiles[0])
