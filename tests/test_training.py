@@ -281,3 +281,27 @@ def test_a_class_without_training_windows_gets_no_probability(datasets):
     probabilities = model.predict(windows.get("functionals")[..., None], verbose=0)
     assert probabilities[:, 2].max() < 1e-9
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_cold_copies_train_only_the_models_named_and_are_centred_on_the_training_set(datasets):
+    """A cold copy is a voice as the daemon hears it before adapting: standardised with the
+    whole training set's statistics, so each voice keeps its own offset."""
+    from training.dataset import cold_copies, statistics_of, training_windows
+    from training.train import TrainConfig, with_cold_copies
+
+    level_free, _ = real_windows(datasets, 12)
+    voice = np.arange(12) % 2
+    per_voice = training_windows([level_free], voice)
+    copies = cold_copies([level_free], statistics_of(level_free))
+    config = TrainConfig(cold_copies=("functionals",))
+
+    assert with_cold_copies("cnn", per_voice, copies, config) is per_voice
+    both = with_cold_copies("functionals", per_voice, copies, config)
+    assert len(both.utterance) == 2 * len(per_voice.utterance)
+    cold = both.get("functionals")[len(per_voice.utterance) :]
+    np.testing.assert_allclose(cold.mean(axis=0), 0.0, atol=1e-4)
+    adapted = per_voice.get("functionals")
+    for speaker in (0, 1):
+        np.testing.assert_allclose(adapted[voice == speaker].mean(axis=0), 0.0, atol=1e-4)
+    offset = np.abs(cold[voice == 0].mean(axis=0) - cold[voice == 1].mean(axis=0))
+    assert np.median(offset) > 0.1

@@ -337,21 +337,18 @@ def standardise_by_voice(
     return standardise_with(windows, per_window)
 
 
-def training_windows(
-    sets: list[WindowSet],
-    speaker_of_utterance: np.ndarray,
-    cold: FeatureStatistics,
-    cold_copies: bool,
-) -> WindowSet:
+def training_windows(sets: list[WindowSet], speaker_of_utterance: np.ndarray) -> WindowSet:
     """The model inputs to train on: each set (the original recordings first, then augmented
     copies) standardised per voice, each copy counting as a voice of its own (a pitch-shifted
-    speaker is another voice); with ``cold_copies`` also the original recordings standardised
-    with ``cold``, the training set's statistics, as a voice the daemon has not adapted to yet
-    is heard."""
-    standardised = [standardise_by_voice(s, speaker_of_utterance, False) for s in sets]
-    if cold_copies:
-        standardised.append(standardise_with(sets[0], [cold] * len(sets[0].utterance)))
-    return WindowSet.concat(standardised)
+    speaker is another voice)."""
+    return WindowSet.concat([standardise_by_voice(s, speaker_of_utterance, False) for s in sets])
+
+
+def cold_copies(sets: list[WindowSet], cold: FeatureStatistics) -> WindowSet:
+    """``sets`` (the recordings of ``TrainConfig.cold_variants``) standardised with ``cold``,
+    the training set's statistics: voices as the daemon hears them before it has adapted, for
+    the models trained on both (``TrainConfig.cold_copies``)."""
+    return WindowSet.concat([standardise_with(s, [cold] * len(s.utterance)) for s in sets])
 
 
 def neutral_heavy_weights(

@@ -38,6 +38,7 @@ from training.dataset import (
     ORIGINAL,
     WindowSet,
     build_windows,
+    cold_copies,
     neutral_heavy_weights,
     standardise_by_voice,
     standardise_with,
@@ -47,7 +48,7 @@ from training.dataset import (
 from training.export import export_model
 from training.fusion import fused, held_out_weights
 from training.metrics import CONDITIONS, confusion_scores, scores
-from training.train import TrainConfig, fit
+from training.train import TrainConfig, fit, with_cold_copies
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -113,30 +114,35 @@ def fold_windows(
 def standardised_fold(
     fold: Fold,
     original: WindowSet,
-    augmented: list[WindowSet],
+    augmented: dict[str, WindowSet],
     speaker_of_utterance: np.ndarray,
     neutral_of_utterance: np.ndarray,
     spec: FeatureSpec,
     config: TrainConfig,
-) -> tuple[WindowSet, dict[str, WindowSet], FeatureStatistics | None]:
-    """Training windows, test windows per condition (see ``CONDITIONS``), cold statistics.
+) -> tuple[WindowSet, WindowSet | None, dict[str, WindowSet], FeatureStatistics | None]:
+    """Training windows, their cold copies (None if no model takes them), test windows per
+    condition (see ``CONDITIONS``), cold statistics.
 
-    Training windows are standardised with their own speaker's statistics, each augmented copy
-    counting as a voice of its own (a pitch-shifted speaker is another voice); test windows
-    with their speaker's other utterances (adapted) or the training set's statistics (cold).
+    ``augmented`` holds the windows of every variant of ``config.augment`` and
+    ``config.cold_variants``. Training windows are standardised with their own speaker's
+    statistics, each augmented copy counting as a voice of its own (a pitch-shifted speaker is
+    another voice), their cold copies with the training set's statistics; test windows with
+    their speaker's other utterances (adapted) or the training set's statistics (cold).
     Without the "speaker" normalisation the windows are already the models' inputs, the same
     adapted or cold.
     """
-    train, test = fold_windows(fold, original, augmented)
+    variants = {ORIGINAL: original, **augmented}
+    train, test = fold_windows(fold, original, [augmented[v] for v in config.augment])
     if spec.normalisation != "speaker":
-        return train, {"adapted": test, "cold": test}, None
+        return train, None, {"adapted": test, "cold": test}, None
     cold = statistics_of(original.select(fold.train))
     train = training_windows(
-        [s.select(fold.train) for s in (original, *augmented)],
+        [variants[v].select(fold.train) for v in (ORIGINAL, *config.augment)],
         speaker_of_utterance,
-        cold,
-        config.cold_copies,
     )
+    copies = None
+    if config.cold_copies:
+        copies = cold_copies([variants[v].select(fold.train) for v in config.cold_variants], cold)
     tests = {
         "adapted": standardise_by_voice(test, speaker_of_utterance, True, cold),
         "cold": standardise_with(test, [cold] * len(test.utterance)),
@@ -146,13 +152,13 @@ def standardised_fold(
         tests["neutral-heavy"] = standardise_by_voice(
             test, speaker_of_utterance, True, cold, weights
         )
-    return train, tests, cold
+    return train, copies, tests, cold
 
 
 def evaluate_fold(
     fold: Fold,
     original: WindowSet,
-    augmented: list[WindowSet],
+    augmented: dict[str, WindowSet],
     utterance_labels: np.ndarray,
     speaker_of_utterance: np.ndarray,
     classes: list[str],
@@ -166,10 +172,9 @@ def evaluate_fold(
     neutral_of_utterance = utterance_labels == (
         classes.index("neutral") if "neutral" in classes else -1
     )
-    train, tests, cold = standardised_fold(
+    train, copies, tests, cold = standardised_fold(
         fold, original, augmented, speaker_of_utterance, neutral_of_utterance, spec, config
     )
-    train_labels = utterance_labels[train.utterance]
     result: dict = {
         "fold": fold.name,
         "train_windows": len(train.utterance),
@@ -179,12 +184,13 @@ def evaluate_fold(
     kept: dict[str, np.ndarray] = {}
     for name in model_names:
         started = time.perf_counter()
-        model = fit(name, train, train_labels, len(classes), config)
+        mine = with_cold_copies(name, train, copies, config)
+        model = fit(name, mine, utterance_labels[mine.utterance], len(classes), config)
         model_input = MODEL_INPUT[name]
         result["models"][name] = {}
         with tempfile.TemporaryDirectory() as directory:
             path = export_model(
-                Path(directory), name, model, train.get(model_input), classes, spec, {}, cold
+                Path(directory), name, model, mine.get(model_input), classes, spec, {}, cold
             )
             tflite = TFLiteModel(path, spec)
             for condition, test in tests.items():
@@ -232,7 +238,7 @@ def add_weighted_ensemble(folds: list[dict], models: tuple[str, ...], classes: l
 
 def evaluate_leaky(
     original: WindowSet,
-    augmented: list[WindowSet],
+    augmented: dict[str, WindowSet],
     utterance_labels: np.ndarray,
     speaker_of_utterance: np.ndarray,
     classes: list[str],
@@ -244,12 +250,11 @@ def evaluate_leaky(
     """The seed's protocol: augment first, split windows at random 80/20, score windows.
 
     Windows are standardised with their own speaker's statistics (leaking, as the protocol
-    does everything)."""
+    does everything); there are no cold copies."""
+    sets = [original, *(augmented[v] for v in config.augment)]
     if spec.normalisation == "speaker":
-        original, *augmented = [
-            standardise_by_voice(s, speaker_of_utterance, False) for s in (original, *augmented)
-        ]
-    pooled = WindowSet.concat([original] + augmented)
+        sets = [standardise_by_voice(s, speaker_of_utterance, False) for s in sets]
+    pooled = WindowSet.concat(sets)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(pooled.utterance))
     cut = int(0.8 * len(order))
@@ -329,7 +334,10 @@ def evaluate_corpus(
     )
     speaker_of_utterance = np.array([u.speaker for u in utterances])
     original = build_windows(utterances, spec, ORIGINAL)
-    augmented = [build_windows(utterances, spec, variant) for variant in config.augment]
+    variants = set(config.augment)
+    if set(model_names) & set(config.cold_copies):
+        variants |= set(config.cold_variants) - {ORIGINAL}
+    augmented = {v: build_windows(utterances, spec, v) for v in sorted(variants)}
     # What every fold of either protocol is made from, in the runners' argument order.
     corpus_data = (
         original,
