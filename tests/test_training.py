@@ -305,3 +305,19 @@ def test_cold_copies_train_only_the_models_named_and_are_centred_on_the_training
         np.testing.assert_allclose(adapted[voice == speaker].mean(axis=0), 0.0, atol=1e-4)
     offset = np.abs(cold[voice == 0].mean(axis=0) - cold[voice == 1].mean(axis=0))
     assert np.median(offset) > 0.1
+
+
+def test_only_the_models_that_take_cold_copies_are_evaluated_with_them(datasets):
+    """The CNN alone trains on the per-voice windows only; beside it the functionals model
+    also on the cold copies of the original recordings and of their channel copies."""
+    from training.evaluate import evaluate_corpus
+    from training.train import TrainConfig
+
+    config = TrainConfig(epochs=1)
+    alone = evaluate_corpus("emodb", "speaker", datasets, ("cnn",), None, config, 1, 5)
+    both = evaluate_corpus("emodb", "speaker", datasets, ("cnn", "functionals"), None, config, 1, 5)
+    windows = {
+        name: both["folds"][0]["models"][name]["train_windows"] for name in ("cnn", "functionals")
+    }
+    assert alone["folds"][0]["models"]["cnn"]["train_windows"] == windows["cnn"]
+    assert windows["functionals"] > windows["cnn"]

@@ -48,7 +48,7 @@ from training.dataset import (
 from training.export import export_model
 from training.fusion import fused, held_out_weights
 from training.metrics import CONDITIONS, confusion_scores, scores
-from training.train import TrainConfig, fit, with_cold_copies
+from training.train import TrainConfig, fit, takes_cold_copies, with_cold_copies
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -119,9 +119,10 @@ def standardised_fold(
     neutral_of_utterance: np.ndarray,
     spec: FeatureSpec,
     config: TrainConfig,
+    model_names: tuple[str, ...],
 ) -> tuple[WindowSet, WindowSet | None, dict[str, WindowSet], FeatureStatistics | None]:
-    """Training windows, their cold copies (None if no model takes them), test windows per
-    condition (see ``CONDITIONS``), cold statistics.
+    """Training windows, their cold copies (None if none of ``model_names`` takes them), test
+    windows per condition (see ``CONDITIONS``), cold statistics.
 
     ``augmented`` holds the windows of every variant of ``config.augment`` and
     ``config.cold_variants``. Training windows are standardised with their own speaker's
@@ -141,7 +142,7 @@ def standardised_fold(
         speaker_of_utterance,
     )
     copies = None
-    if config.cold_copies:
+    if takes_cold_copies(model_names, config, spec):
         copies = cold_copies([variants[v].select(fold.train) for v in config.cold_variants], cold)
     tests = {
         "adapted": standardise_by_voice(test, speaker_of_utterance, True, cold),
@@ -173,7 +174,14 @@ def evaluate_fold(
         classes.index("neutral") if "neutral" in classes else -1
     )
     train, copies, tests, cold = standardised_fold(
-        fold, original, augmented, speaker_of_utterance, neutral_of_utterance, spec, config
+        fold,
+        original,
+        augmented,
+        speaker_of_utterance,
+        neutral_of_utterance,
+        spec,
+        config,
+        model_names,
     )
     result: dict = {
         "fold": fold.name,
@@ -187,7 +195,7 @@ def evaluate_fold(
         mine = with_cold_copies(name, train, copies, config)
         model = fit(name, mine, utterance_labels[mine.utterance], len(classes), config)
         model_input = MODEL_INPUT[name]
-        result["models"][name] = {}
+        result["models"][name] = {"train_windows": len(mine.utterance)}
         with tempfile.TemporaryDirectory() as directory:
             path = export_model(
                 Path(directory), name, model, mine.get(model_input), classes, spec, {}, cold
@@ -335,7 +343,7 @@ def evaluate_corpus(
     speaker_of_utterance = np.array([u.speaker for u in utterances])
     original = build_windows(utterances, spec, ORIGINAL)
     variants = set(config.augment)
-    if set(model_names) & set(config.cold_copies):
+    if protocol != "leaky" and takes_cold_copies(model_names, config, spec):
         variants |= set(config.cold_variants) - {ORIGINAL}
     augmented = {v: build_windows(utterances, spec, v) for v in sorted(variants)}
     # What every fold of either protocol is made from, in the runners' argument order.

@@ -82,6 +82,12 @@ def configure_tensorflow(threads: int | None = None) -> None:
         pass  # already initialised in this process: the first setting stands
 
 
+def takes_cold_copies(model_names: tuple[str, ...], config: TrainConfig, spec: FeatureSpec) -> bool:
+    """Whether any of ``model_names`` trains on cold copies: only under the "speaker"
+    normalisation, since without it a window is the same whatever the statistics."""
+    return spec.normalisation == "speaker" and bool(set(model_names) & set(config.cold_copies))
+
+
 def with_cold_copies(
     name: str, windows: WindowSet, copies: WindowSet | None, config: TrainConfig
 ) -> WindowSet:
@@ -225,7 +231,7 @@ def train_models(
         statistics = statistics_of(sets[0])
         speaker_of_utterance = np.array([u.speaker for u in utterances])
         windows = training_windows(sets, speaker_of_utterance)
-        if set(model_names) & set(config.cold_copies):
+        if takes_cold_copies(model_names, config, spec):
             built = dict(zip((ORIGINAL, *config.augment), sets, strict=True))
             sources = [
                 built[v] if v in built else build_windows(utterances, spec, v)
