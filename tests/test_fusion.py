@@ -167,3 +167,16 @@ def test_held_out_figures_score_each_fold_with_weights_chosen_on_every_other_fol
     assert weighted == pytest.approx(1.0) and equal < 0.5
     # RAVDESS's one fold gets the weights Emo-DB's folds chose, which trust the wrong model.
     assert figures["ravdess"]["-cold"][0] < 0.5
+
+
+def test_help_prints_the_usage_and_is_not_taken_for_a_models_folder(capsys, monkeypatch, tmp_path):
+    from training.fusion import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as leaving:
+        main(["--help"])
+    assert leaving.value.code == 0
+    assert (
+        "usage: python -m training.fusion [-h] [model_dir] [reports_dir]" in capsys.readouterr().out
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -175,14 +175,22 @@ def set_weights(model_dir: Path, weights: dict[str, float]) -> None:
         path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """``python -m training.fusion [MODEL_DIR [REPORTS_DIR]]`` (default ``models``, ``reports``):
     sets the models' ensemble weights from the reports, and prints them with what the same
     procedure gives each corpus's held-out folds."""
+    import argparse
     import sys
 
-    model_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("models")
-    reports_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("reports")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.fusion",
+        description="Set the models' ensemble weights from the evaluation reports' held-out "
+        "predictions, and print what the same rule gives each corpus's folds.",
+    )
+    parser.add_argument("model_dir", nargs="?", type=Path, default=Path("models"))
+    parser.add_argument("reports_dir", nargs="?", type=Path, default=Path("reports"))
+    args = parser.parse_args(argv)
+    model_dir, reports_dir = args.model_dir, args.reports_dir
     models = ("cnn", "lstm", "functionals")
     by_corpus = report_folds(reports_dir, model_features(model_dir, models), models)
     weights = shipped_weights(by_corpus, models)
