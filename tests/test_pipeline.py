@@ -52,6 +52,18 @@ def probabilities(result, model):
     return np.array(list(result.models[model].probabilities.values()))
 
 
+def speech_pairs(models, audio, changed):
+    """Offline results of ``audio`` and of ``changed`` (the same, altered), window by window,
+    where both are speech."""
+    now, later = classify_clip(audio, models), classify_clip(changed, models)
+    return [(a, b) for a, b in zip(now, later, strict=True) if a.speech and b.speech]
+
+
+def probability_moves(pairs, model):
+    """How far ``model``'s probabilities moved in each pair (total variation, 0 to 1)."""
+    return [0.5 * np.abs(probabilities(a, model) - probabilities(b, model)).sum() for a, b in pairs]
+
+
 def test_streamed_windows_equal_the_offline_computation(models, speech):
     """Each window's model outputs equal those of whole-clip features within 0.02."""
     _, results = stream(models, speech, 1024)
@@ -197,14 +209,11 @@ def test_speech_a_few_samples_later_gives_nearly_the_same_probabilities(models, 
     """A shift far shorter than a frame (7 samples, 0.4 ms) must barely move any model: what
     would move it is rounding inside the model. With int8 activations the CNN-LSTM failed this
     (probabilities moved by up to 0.39)."""
-    now = classify_clip(speech, models)
-    later = classify_clip(np.concatenate([np.zeros(7, np.float32), speech]), models)
-    pairs = [(a, b) for a, b in zip(now, later, strict=True) if a.speech and b.speech]
+    later = np.concatenate([np.zeros(7, np.float32), speech])
+    pairs = speech_pairs(models, speech, later)
     assert len(pairs) >= 10
     for name in MODEL_NAMES:
-        moved = [
-            0.5 * np.abs(probabilities(a, name) - probabilities(b, name)).sum() for a, b in pairs
-        ]
+        moved = probability_moves(pairs, name)
         assert np.mean(moved) < 0.04 and max(moved) < 0.15, f"{name}: {np.round(moved, 2)}"
 
 
@@ -216,14 +225,10 @@ def test_a_sound_servers_resampler_moves_no_model_far_before_it_adapts(models, s
     import soxr
 
     through = soxr.resample(soxr.resample(speech, 16000, 44100, "LQ"), 44100, 16000, "LQ")
-    now = classify_clip(speech, models)
-    later = classify_clip(through[: len(speech)].astype(np.float32), models)
-    pairs = [(a, b) for a, b in zip(now, later, strict=True) if a.speech and b.speech]
+    pairs = speech_pairs(models, speech, through[: len(speech)].astype(np.float32))
     assert len(pairs) >= 10
     for name in MODEL_NAMES:
-        moved = [
-            0.5 * np.abs(probabilities(a, name) - probabilities(b, name)).sum() for a, b in pairs
-        ]
+        moved = probability_moves(pairs, name)
         agree = sum(a.models[name].label == b.models[name].label for a, b in pairs)
         assert np.mean(moved) < 0.2, f"{name}: {np.round(moved, 2)}"
         assert agree >= 0.7 * len(pairs), f"{name}: {agree} of {len(pairs)} windows agree"

@@ -48,7 +48,13 @@ from training.dataset import (
 from training.export import export_model
 from training.fusion import fused, held_out_weights
 from training.metrics import CONDITIONS, confusion_scores, scores
-from training.train import TrainConfig, fit, takes_cold_copies, with_cold_copies
+from training.train import (
+    TrainConfig,
+    augmented_variants,
+    fit,
+    takes_cold_copies,
+    with_cold_copies,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -342,10 +348,11 @@ def evaluate_corpus(
     )
     speaker_of_utterance = np.array([u.speaker for u in utterances])
     original = build_windows(utterances, spec, ORIGINAL)
-    variants = set(config.augment)
-    if protocol != "leaky" and takes_cold_copies(model_names, config, spec):
-        variants |= set(config.cold_variants) - {ORIGINAL}
-    augmented = {v: build_windows(utterances, spec, v) for v in sorted(variants)}
+    # The leaky protocol has no cold copies.
+    variants = (
+        config.augment if protocol == "leaky" else augmented_variants(model_names, config, spec)
+    )
+    augmented = {v: build_windows(utterances, spec, v) for v in variants}
     # What every fold of either protocol is made from, in the runners' argument order.
     corpus_data = (
         original,

@@ -88,6 +88,15 @@ def takes_cold_copies(model_names: tuple[str, ...], config: TrainConfig, spec: F
     return spec.normalisation == "speaker" and bool(set(model_names) & set(config.cold_copies))
 
 
+def augmented_variants(
+    model_names: tuple[str, ...], config: TrainConfig, spec: FeatureSpec
+) -> tuple[str, ...]:
+    """The variants besides the original recordings whose windows training ``model_names``
+    needs: ``config.augment``'s, and those the cold copies are made of if a model takes them."""
+    cold = config.cold_variants if takes_cold_copies(model_names, config, spec) else ()
+    return tuple(dict.fromkeys(v for v in (*config.augment, *cold) if v != ORIGINAL))
+
+
 def with_cold_copies(
     name: str, windows: WindowSet, copies: WindowSet | None, config: TrainConfig
 ) -> WindowSet:
@@ -223,7 +232,11 @@ def train_models(
     utterances, classes, utterance_labels = load_labelled(
         corpora, datasets, policy, per_speaker, config.seed
     )
-    sets = [build_windows(utterances, spec, variant) for variant in (ORIGINAL, *config.augment)]
+    built = {
+        variant: build_windows(utterances, spec, variant)
+        for variant in (ORIGINAL, *augmented_variants(model_names, config, spec))
+    }
+    sets = [built[variant] for variant in (ORIGINAL, *config.augment)]
     statistics = None
     copies = None
     if spec.normalisation == "speaker":
@@ -232,12 +245,7 @@ def train_models(
         speaker_of_utterance = np.array([u.speaker for u in utterances])
         windows = training_windows(sets, speaker_of_utterance)
         if takes_cold_copies(model_names, config, spec):
-            built = dict(zip((ORIGINAL, *config.augment), sets, strict=True))
-            sources = [
-                built[v] if v in built else build_windows(utterances, spec, v)
-                for v in config.cold_variants
-            ]
-            copies = cold_copies(sources, statistics)
+            copies = cold_copies([built[v] for v in config.cold_variants], statistics)
     else:
         windows = WindowSet.concat(sets)
     training = {
