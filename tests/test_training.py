@@ -133,28 +133,27 @@ def test_int8_model_agrees_with_its_float_model_on_real_windows(datasets, tmp_pa
     assert np.abs(actual - expected).max() < 0.1
 
 
-def test_evaluate_writes_json_markdown_and_confusion_pngs(datasets, tmp_path):
-    result = CliRunner().invoke(
-        main,
-        [
-            "evaluate",
-            "--corpus",
-            "emodb",
-            "--protocol",
-            "speaker",
-            "--data",
-            str(datasets),
-            "--out",
-            str(tmp_path),
-            "--epochs",
-            "1",
-            "--folds",
-            "1",
-            "--per-speaker",
-            "5",
-        ],
+def quick_evaluation(datasets: Path, out: Path, *options: str):
+    """``emostream evaluate`` of Emo-DB's first fold, five utterances per speaker."""
+    arguments = ["evaluate", "--corpus", "emodb", "--data", str(datasets), "--out", str(out)]
+    return CliRunner().invoke(
+        main, [*arguments, "--folds", "1", "--per-speaker", "5", "--epochs", "1", *options]
     )
+
+
+@pytest.fixture(scope="module")
+def evaluated(datasets, tmp_path_factory) -> Path:
+    """A folder with the report of a quick evaluation of every model (made once: 50 s)."""
+    out = tmp_path_factory.mktemp("reports")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        result = quick_evaluation(datasets, out)
     assert result.exit_code == 0, result.output
+    return out
+
+
+def test_evaluate_writes_json_markdown_and_confusion_pngs(evaluated):
+    tmp_path = evaluated
     report = json.loads((tmp_path / "emodb-speaker.json").read_text())
     fold = report["folds"][0]
     assert fold["fold"] == "03" and fold["test_utterances"] == 5
@@ -180,6 +179,62 @@ def test_evaluate_writes_json_markdown_and_confusion_pngs(datasets, tmp_path):
         "| emodb | speaker | 1 (partial) | 40 dB, pitch | ensemble (int8) |"
         in (tmp_path / "README.md").read_text()
     )
+
+
+def test_evaluate_update_retrains_one_model_and_keeps_the_others_results(
+    datasets, evaluated, tmp_path
+):
+    """After retraining the CNN, the report holds its new results beside the others' old ones,
+    and the ensemble is scored again from the kept probabilities of all three."""
+    for path in evaluated.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    before = json.loads((tmp_path / "emodb-speaker.json").read_text())
+    kept_before = dict(np.load(tmp_path / "emodb-speaker-probabilities.npz"))
+
+    result = quick_evaluation(datasets, tmp_path, "--model", "cnn", "--epochs", "2", "--update")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "emodb-speaker.json").read_text())
+    kept = dict(np.load(tmp_path / "emodb-speaker-probabilities.npz"))
+    old, new = before["folds"][0]["models"], report["folds"][0]["models"]
+    assert report["training"]["epochs"] == 2 and before["training"]["epochs"] == 1
+    assert new["lstm"] == old["lstm"] and new["functionals"] == old["functionals"]
+    np.testing.assert_array_equal(kept["03/lstm/int8"], kept_before["03/lstm/int8"])
+    assert not np.array_equal(kept["03/cnn/int8"], kept_before["03/cnn/int8"])
+    average = np.mean([kept[f"03/{m}/int8-cold"] for m in MODEL_NAMES], axis=0)
+    confusion = np.zeros((len(report["labels"]),) * 2, int)
+    np.add.at(confusion, (kept["03/labels-cold"], average.argmax(axis=1)), 1)
+    assert new["ensemble"]["int8-cold"]["confusion"] == confusion.tolist()
+    assert report["mean"]["cnn"]["int8"]["confusion"] == new["cnn"]["int8"]["confusion"]
+
+
+def test_evaluate_update_without_a_report_names_it_before_training_anything(datasets, tmp_path):
+    result = quick_evaluation(datasets, tmp_path, "--model", "cnn", "--update")
+    assert result.exit_code != 0
+    assert f"{tmp_path / 'emodb-speaker'}.json: no report to update" in result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_reports_of_other_folds_or_labels_are_not_merged():
+    from training.evaluate import merge_reports
+
+    def report(labels: list[str], fold: str, truth: list[int]) -> dict:
+        probabilities = {"labels": np.array(truth), "cnn/int8": np.eye(3)[truth]}
+        return {
+            "corpus": "emodb",
+            "protocol": "speaker",
+            "labels": labels,
+            "features": {},
+            "folds": [{"fold": fold, "models": {"cnn": {}}, "probabilities": probabilities}],
+        }
+
+    kept = report(["a", "b", "c"], "03", [0, 1, 2])
+    with pytest.raises(ValueError, match="'labels'"):
+        merge_reports(kept, report(["a", "b", "d"], "03", [0, 1, 2]))
+    with pytest.raises(ValueError, match="different folds"):
+        merge_reports(kept, report(["a", "b", "c"], "08", [0, 1, 2]))
+    with pytest.raises(ValueError, match="fold 03 tests other utterances"):
+        merge_reports(kept, report(["a", "b", "c"], "03", [2, 1, 0]))
 
 
 def test_model_metadata_quotes_the_evaluation_reports_made_on_its_features(tmp_path):

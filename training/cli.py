@@ -142,12 +142,19 @@ def user_model_dir() -> Path:
 @click.option(
     "--folds", type=click.IntRange(min=1), default=None, help="Run only the first N folds."
 )
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Put the --model's results into the report already in --out, keeping its other "
+    "models' results, and score its ensembles again (after retraining one model).",
+)
 @_training_options
 def evaluate(
     corpus: str,
     protocol: str,
     out: Path,
     folds: int | None,
+    update: bool,
     data: Path | None,
     model: str,
     epochs: int | None,
@@ -156,11 +163,13 @@ def evaluate(
     """Train and test fold by fold; write JSON, Markdown and confusion PNGs to reports/."""
     _requires_training_extra("evaluate")
     from training.corpora import CorpusError
-    from training.evaluate import evaluate_corpus
-    from training.reports import write_report
+    from training.evaluate import evaluate_corpus, merge_reports
+    from training.reports import read_report, write_report
 
     datasets, names, config = _training_setup(data, model, epochs)
     try:
+        # Read first: a report that cannot be updated should not cost an evaluation.
+        kept = read_report(out, corpus, protocol) if update else None
         report = evaluate_corpus(
             corpus,
             protocol,
@@ -170,7 +179,9 @@ def evaluate(
             folds_limit=folds,
             per_speaker=per_speaker,
         )
-    except (CorpusError, ValueError) as error:
+        if kept is not None:
+            report = merge_reports(kept, report)
+    except (CorpusError, ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
     for path in write_report(report, out):
         click.echo(f"wrote {path}")

@@ -223,17 +223,24 @@ def evaluate_fold(
                 kept[f"labels{suffix}"] = truth
         result["models"][name]["seconds"] = round(time.perf_counter() - started, 1)
     if len(model_names) > 1:
-        suffixes = [CONDITIONS[condition] for condition in tests]
-        result["models"]["ensemble"] = {
-            f"int8{s}": scores(
-                kept[f"labels{s}"],
-                np.mean([kept[f"{name}/int8{s}"] for name in model_names], axis=0),
-                classes,
-            )
-            for s in suffixes
-        }
+        result["models"]["ensemble"] = ensemble_scores(kept, model_names, classes)
     result["probabilities"] = kept
     return result
+
+
+def ensemble_scores(
+    kept: dict[str, np.ndarray], model_names: tuple[str, ...], classes: list[str]
+) -> dict:
+    """Scores of the plain average of the models' kept int8 probabilities, per condition."""
+    return {
+        f"int8{suffix}": scores(
+            kept[f"labels{suffix}"],
+            np.mean([kept[f"{name}/int8{suffix}"] for name in model_names], axis=0),
+            classes,
+        )
+        for suffix in CONDITIONS.values()
+        if f"labels{suffix}" in kept
+    }
 
 
 def add_weighted_ensemble(folds: list[dict], models: tuple[str, ...], classes: list[str]) -> None:
@@ -248,6 +255,52 @@ def add_weighted_ensemble(folds: list[dict], models: tuple[str, ...], classes: l
                 combined = fused([kept[f"{m}/int8{suffix}"] for m in models], weights)
                 entry[f"int8{suffix}"] = scores(kept[f"labels{suffix}"], combined, classes)
         fold["models"]["ensemble-weighted"] = entry
+
+
+ENSEMBLES = ("ensemble", "ensemble-weighted")
+
+
+def merge_reports(kept: dict, new: dict) -> dict:
+    """``kept`` with the results of ``new``'s models put in place of its own, and its ensembles
+    scored again over all its models.
+
+    For retraining one model without training the others again: both reports must come from
+    the same corpus, protocol, labels, features and folds, the same test utterances in each.
+    The merged report records ``new``'s training settings, and the folds' probabilities
+    (``read_report``) are what the ensembles are scored from.
+    """
+    for key in ("corpus", "protocol", "labels", "features", "folds_limit", "per_speaker"):
+        if kept.get(key) != new.get(key):
+            raise ValueError(f"the reports differ in {key!r}: cannot merge them")
+    names = [fold["fold"] for fold in kept["folds"]]
+    if names != [fold["fold"] for fold in new["folds"]]:
+        raise ValueError(f"the reports have different folds: {names} and the new run's")
+    classes = kept["labels"]
+    for old_fold, new_fold in zip(kept["folds"], new["folds"], strict=True):
+        probabilities = old_fold.get("probabilities")
+        if not probabilities:
+            raise ValueError(f"fold {old_fold['fold']} of the kept report has no probabilities")
+        for key, values in new_fold["probabilities"].items():
+            if key.startswith("labels"):
+                if not np.array_equal(probabilities.get(key), values):
+                    raise ValueError(f"fold {old_fold['fold']} tests other utterances ({key})")
+            else:
+                probabilities[key] = values
+        for name, result in new_fold["models"].items():
+            if name not in ENSEMBLES:
+                old_fold["models"][name] = result
+        models = tuple(name for name in old_fold["models"] if name not in ENSEMBLES)
+        for ensemble in ENSEMBLES:
+            old_fold["models"].pop(ensemble, None)
+        if len(models) > 1:
+            old_fold["models"]["ensemble"] = ensemble_scores(probabilities, models, classes)
+    models = tuple(name for name in kept["folds"][0]["models"] if name not in ENSEMBLES)
+    if len(models) > 1 and len(kept["folds"]) > 1:
+        add_weighted_ensemble(kept["folds"], models, classes)
+    kept["training"] = new["training"]
+    kept["seconds"] = new["seconds"]
+    kept["mean"] = mean_scores(kept["folds"])
+    return kept
 
 
 def evaluate_leaky(

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from training.evaluate import VARIANTS, rescored
+from training.fusion import kept_folds
 
 
 def write_report(report: dict, directory: Path) -> list[Path]:
@@ -26,6 +27,23 @@ def write_report(report: dict, directory: Path) -> list[Path]:
     summary = directory / "README.md"
     summary.write_text(summary_table(sorted(directory.glob("*.json"))))
     return [*written, summary]
+
+
+def read_report(directory: Path, corpus: str, protocol: str) -> dict:
+    """The report ``write_report`` wrote, each fold's kept probabilities back in it."""
+    stem = Path(directory) / f"{corpus}-{protocol}"
+    try:
+        report = json.loads(stem.with_suffix(".json").read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{stem}.json: no report to update") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{stem}.json: not a report ({error.msg})") from None
+    probabilities_file = stem.with_name(f"{stem.name}-probabilities.npz")
+    if probabilities_file.is_file():
+        kept = {fold["fold"]: fold["probabilities"] for fold in kept_folds(probabilities_file)}
+        for fold in report["folds"]:
+            fold["probabilities"] = kept.get(fold["fold"], {})
+    return report
 
 
 def _save_probabilities(report: dict, path: Path) -> None:
