@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from needs import unavailable
 
 from streamer.audio import read_audio
 from streamer.cli import main
 from streamer.features import FeatureExtractor, FeatureSpec
 from streamer.models import MODEL_NAMES, TFLiteModel, load_models
+from training.metrics import scores
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,12 +134,11 @@ def test_int8_model_agrees_with_its_float_model_on_real_windows(datasets, tmp_pa
     assert np.abs(actual - expected).max() < 0.1
 
 
-def quick_evaluation(datasets: Path, out: Path, *options: str):
+def quick_evaluation(datasets: Path, out: Path, *options: str, epochs: int = 1) -> Result:
     """``emostream evaluate`` of Emo-DB's first fold, five utterances per speaker."""
     arguments = ["evaluate", "--corpus", "emodb", "--data", str(datasets), "--out", str(out)]
-    return CliRunner().invoke(
-        main, [*arguments, "--folds", "1", "--per-speaker", "5", "--epochs", "1", *options]
-    )
+    quick = ["--folds", "1", "--per-speaker", "5", "--epochs", str(epochs)]
+    return CliRunner().invoke(main, [*arguments, *quick, *options])
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +153,7 @@ def evaluated(datasets, tmp_path_factory) -> Path:
 
 
 def test_evaluate_writes_json_markdown_and_confusion_pngs(evaluated):
-    tmp_path = evaluated
-    report = json.loads((tmp_path / "emodb-speaker.json").read_text())
+    report = json.loads((evaluated / "emodb-speaker.json").read_text())
     fold = report["folds"][0]
     assert fold["fold"] == "03" and fold["test_utterances"] == 5
     for model in MODEL_NAMES:
@@ -163,10 +162,10 @@ def test_evaluate_writes_json_markdown_and_confusion_pngs(evaluated):
             confusion = np.array(scores[variant]["confusion"])
             assert confusion.sum() == 5
             assert scores[variant]["weighted_accuracy"] == np.trace(confusion) / 5
-        assert (tmp_path / f"emodb-speaker-{model}.png").stat().st_size > 1000
+        assert (evaluated / f"emodb-speaker-{model}.png").stat().st_size > 1000
     assert "ensemble" in fold["models"]
     # Each utterance's int8 probabilities are kept beside the report, and give its confusion.
-    kept = np.load(tmp_path / "emodb-speaker-probabilities.npz")
+    kept = np.load(evaluated / "emodb-speaker-probabilities.npz")
     assert "probabilities" not in fold
     for model in MODEL_NAMES:
         probabilities = kept[f"03/{model}/int8-cold"]
@@ -174,10 +173,10 @@ def test_evaluate_writes_json_markdown_and_confusion_pngs(evaluated):
         confusion = np.zeros((len(report["labels"]),) * 2, int)
         np.add.at(confusion, (kept["03/labels-cold"], probabilities.argmax(axis=1)), 1)
         assert confusion.tolist() == fold["models"][model]["int8-cold"]["confusion"]
-    assert "| cnn (int8) |" in (tmp_path / "emodb-speaker.md").read_text()
+    assert "| cnn (int8) |" in (evaluated / "emodb-speaker.md").read_text()
     assert (
         "| emodb | speaker | 1 (partial) | 40 dB, pitch | ensemble (int8) |"
-        in (tmp_path / "README.md").read_text()
+        in (evaluated / "README.md").read_text()
     )
 
 
@@ -191,21 +190,24 @@ def test_evaluate_update_retrains_one_model_and_keeps_the_others_results(
     before = json.loads((tmp_path / "emodb-speaker.json").read_text())
     kept_before = dict(np.load(tmp_path / "emodb-speaker-probabilities.npz"))
 
-    result = quick_evaluation(datasets, tmp_path, "--model", "cnn", "--epochs", "2", "--update")
+    result = quick_evaluation(datasets, tmp_path, "--model", "cnn", "--update", epochs=2)
 
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "emodb-speaker.json").read_text())
     kept = dict(np.load(tmp_path / "emodb-speaker-probabilities.npz"))
     old, new = before["folds"][0]["models"], report["folds"][0]["models"]
-    assert report["training"]["epochs"] == 2 and before["training"]["epochs"] == 1
+    assert report["training"]["epochs"] == 1
+    assert report["retrained"]["cnn"]["training"]["epochs"] == 2
     assert new["lstm"] == old["lstm"] and new["functionals"] == old["functionals"]
     np.testing.assert_array_equal(kept["03/lstm/int8"], kept_before["03/lstm/int8"])
     assert not np.array_equal(kept["03/cnn/int8"], kept_before["03/cnn/int8"])
     average = np.mean([kept[f"03/{m}/int8-cold"] for m in MODEL_NAMES], axis=0)
-    confusion = np.zeros((len(report["labels"]),) * 2, int)
-    np.add.at(confusion, (kept["03/labels-cold"], average.argmax(axis=1)), 1)
-    assert new["ensemble"]["int8-cold"]["confusion"] == confusion.tolist()
-    assert report["mean"]["cnn"]["int8"]["confusion"] == new["cnn"]["int8"]["confusion"]
+    expected = scores(kept["03/labels-cold"], average, report["labels"])
+    assert new["ensemble"]["int8-cold"]["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+    assert new["ensemble"]["int8-cold"]["loss"] != old["ensemble"]["int8-cold"]["loss"]
+    assert new["ensemble"]["int8-cold"]["confusion"] == expected["confusion"]
+    markdown = (tmp_path / "emodb-speaker.md").read_text()
+    assert "cnn: retrained alone since" in markdown and "with epochs = 2." in markdown
 
 
 def test_evaluate_update_without_a_report_names_it_before_training_anything(datasets, tmp_path):
@@ -218,23 +220,70 @@ def test_evaluate_update_without_a_report_names_it_before_training_anything(data
 def test_reports_of_other_folds_or_labels_are_not_merged():
     from training.evaluate import merge_reports
 
-    def report(labels: list[str], fold: str, truth: list[int]) -> dict:
-        probabilities = {"labels": np.array(truth), "cnn/int8": np.eye(3)[truth]}
-        return {
-            "corpus": "emodb",
-            "protocol": "speaker",
-            "labels": labels,
-            "features": {},
-            "folds": [{"fold": fold, "models": {"cnn": {}}, "probabilities": probabilities}],
-        }
-
-    kept = report(["a", "b", "c"], "03", [0, 1, 2])
-    with pytest.raises(ValueError, match="'labels'"):
-        merge_reports(kept, report(["a", "b", "d"], "03", [0, 1, 2]))
-    with pytest.raises(ValueError, match="different folds"):
-        merge_reports(kept, report(["a", "b", "c"], "08", [0, 1, 2]))
+    kept = small_report("cnn", ["03"], [0, 1, 2])
+    with pytest.raises(ValueError, match="other labels"):
+        merge_reports(kept, {**small_report("lstm", ["03"], [0, 1, 2]), "labels": ["a", "b", "d"]})
+    with pytest.raises(ValueError, match="other folds"):
+        merge_reports(kept, small_report("lstm", ["08"], [0, 1, 2]))
     with pytest.raises(ValueError, match="fold 03 tests other utterances"):
-        merge_reports(kept, report(["a", "b", "c"], "03", [2, 1, 0]))
+        merge_reports(kept, small_report("lstm", ["03"], [2, 1, 0]))
+    wider = {**FeatureSpec().to_dict(), "n_mels": 64}
+    with pytest.raises(ValueError, match="features.n_mels 40, this run 64"):
+        merge_reports(kept, {**small_report("lstm", ["03"], [0, 1, 2]), "features": wider})
+
+
+def small_report(model: str, folds: list[str], truth: list[int]) -> dict:
+    """A report of one model on three utterances per fold, adapted and cold, its probabilities
+    kept."""
+    rng = np.random.default_rng(len(model))
+
+    def fold(name: str) -> dict:
+        result, kept = {}, {}
+        for suffix in ("", "-cold"):
+            probabilities = rng.dirichlet(np.ones(3), len(truth))
+            result[f"int8{suffix}"] = scores(np.array(truth), probabilities, ["a", "b", "c"])
+            kept[f"labels{suffix}"] = np.array(truth)
+            kept[f"{model}/int8{suffix}"] = probabilities
+        return {"fold": name, "models": {model: result}, "probabilities": kept}
+
+    return {
+        "corpus": "emodb",
+        "protocol": "speaker",
+        "labels": ["a", "b", "c"],
+        "speakers": ["03", "08"],
+        "utterances": 6,
+        "features": FeatureSpec().to_dict(),
+        "training": {"epochs": 30},
+        "seconds": 1.0,
+        "folds": [fold(name) for name in folds],
+    }
+
+
+def test_a_model_new_to_a_report_joins_its_ensembles():
+    from training.evaluate import merge_reports
+
+    cnn, lstm = (small_report(model, ["03", "08"], [0, 1, 2]) for model in ("cnn", "lstm"))
+    merged = merge_reports(cnn, lstm)
+
+    for fold in merged["folds"]:
+        assert list(fold["models"]) == ["cnn", "lstm", "ensemble", "ensemble-weighted"]
+        kept = fold["probabilities"]
+        average = (kept["cnn/int8"] + kept["lstm/int8"]) / 2
+        expected = scores(kept["labels"], average, ["a", "b", "c"])["loss"]
+        assert fold["models"]["ensemble"]["int8"]["loss"] == pytest.approx(expected)
+        assert set(fold["models"]["ensemble-weighted"]["weights"]) == {"cnn", "lstm"}
+    assert set(merged["mean"]) == {"cnn", "lstm", "ensemble", "ensemble-weighted"}
+    assert merged["retrained"]["lstm"]["training"] == {"epochs": 30}
+
+
+def test_a_report_whose_probabilities_are_gone_is_named_before_an_update(tmp_path):
+    from training.reports import read_report, write_report
+
+    write_report(small_report("cnn", ["03", "08"], [0, 1, 2]), tmp_path)
+    assert read_report(tmp_path, "emodb", "speaker")["folds"][1]["probabilities"]
+    (tmp_path / "emodb-speaker-probabilities.npz").unlink()
+    with pytest.raises(ValueError, match="emodb-speaker-probabilities.npz: missing"):
+        read_report(tmp_path, "emodb", "speaker")
 
 
 def test_model_metadata_quotes_the_evaluation_reports_made_on_its_features(tmp_path):

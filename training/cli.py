@@ -164,12 +164,12 @@ def evaluate(
     _requires_training_extra("evaluate")
     from training.corpora import CorpusError
     from training.evaluate import evaluate_corpus, merge_reports
-    from training.reports import read_report, write_report
+    from training.reports import write_report
 
     datasets, names, config = _training_setup(data, model, epochs)
+    run = {"corpus": corpus, "protocol": protocol, "folds_limit": folds, "per_speaker": per_speaker}
+    kept = _report_to_update(out, run) if update else None
     try:
-        # Read first: a report that cannot be updated should not cost an evaluation.
-        kept = read_report(out, corpus, protocol) if update else None
         report = evaluate_corpus(
             corpus,
             protocol,
@@ -179,10 +179,33 @@ def evaluate(
             folds_limit=folds,
             per_speaker=per_speaker,
         )
-        if kept is not None:
-            report = merge_reports(kept, report)
-    except (CorpusError, ValueError, FileNotFoundError) as error:
+    except (CorpusError, ValueError) as error:
         raise click.ClickException(str(error)) from None
+    if kept is not None:
+        try:
+            report = merge_reports(kept, report)
+        except ValueError as error:
+            raise click.ClickException(f"{out / f'{corpus}-{protocol}.json'}: {error}") from None
     for path in write_report(report, out):
         click.echo(f"wrote {path}")
     click.echo((out / f"{corpus}-{protocol}.md").read_text())
+
+
+def _report_to_update(out: Path, run: dict) -> dict:
+    """The report in ``out`` that ``evaluate --update`` merges a run of ``run``'s settings into,
+    checked before anything is trained: a report that cannot take the run should not cost an
+    evaluation."""
+    from streamer.features import FeatureSpec
+    from training.evaluate import check_mergeable
+    from training.reports import read_report
+
+    try:
+        kept = read_report(out, run["corpus"], run["protocol"])
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        check_mergeable(kept, {**run, "features": FeatureSpec().to_dict()})
+    except ValueError as error:
+        report_file = out / f"{run['corpus']}-{run['protocol']}.json"
+        raise click.ClickException(f"{report_file}: {error}") from None
+    return kept

@@ -258,49 +258,72 @@ def add_weighted_ensemble(folds: list[dict], models: tuple[str, ...], classes: l
 
 
 ENSEMBLES = ("ensemble", "ensemble-weighted")
+"""A fold's results that are scored from its models' probabilities rather than a model's own."""
+SAME_RUN = ("corpus", "protocol", "features", "folds_limit", "per_speaker")
+"""What a report and a new run must share to be merged, known before anything is trained."""
+
+
+def check_mergeable(kept: dict, run: dict) -> None:
+    """Raises ValueError, naming the first setting that differs, unless a run of ``run``'s
+    settings (``SAME_RUN`` keys, as its report would hold them) can be merged into ``kept``."""
+    for key in SAME_RUN:
+        mine, theirs = kept.get(key), run.get(key)
+        if mine == theirs:
+            continue
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            field = next(f for f in sorted({*mine, *theirs}) if mine.get(f) != theirs.get(f))
+            key, mine, theirs = f"{key}.{field}", mine.get(field), theirs.get(field)
+        raise ValueError(f"made with {key} {mine!r}, this run {theirs!r}: cannot merge them")
 
 
 def merge_reports(kept: dict, new: dict) -> dict:
-    """``kept`` with the results of ``new``'s models put in place of its own, and its ensembles
-    scored again over all its models.
+    """``kept`` (changed in place, and returned) with the results of ``new``'s models put in
+    place of its own, and its ensembles scored again over all its models.
 
     For retraining one model without training the others again: both reports must come from
-    the same corpus, protocol, labels, features and folds, the same test utterances in each.
-    The merged report records ``new``'s training settings, and the folds' probabilities
-    (``read_report``) are what the ensembles are scored from.
+    the same corpus, settings and folds, testing the same utterances in each. ``kept["training"]``
+    still says how the models it kept were trained; ``kept["retrained"]`` says it of the models
+    taken from ``new``. The folds' probabilities (``training.reports.read_report``) are what the
+    ensembles are scored from.
     """
-    for key in ("corpus", "protocol", "labels", "features", "folds_limit", "per_speaker"):
+    check_mergeable(kept, new)
+    for key in ("labels", "speakers", "utterances"):
         if kept.get(key) != new.get(key):
-            raise ValueError(f"the reports differ in {key!r}: cannot merge them")
-    names = [fold["fold"] for fold in kept["folds"]]
-    if names != [fold["fold"] for fold in new["folds"]]:
-        raise ValueError(f"the reports have different folds: {names} and the new run's")
+            raise ValueError(f"made with other {key} than this run's: cannot merge them")
+    names = [fold["fold"] for fold in new["folds"]]
+    if names != [fold["fold"] for fold in kept["folds"]]:
+        raise ValueError(f"made on other folds than this run's {names}: cannot merge them")
     classes = kept["labels"]
     for old_fold, new_fold in zip(kept["folds"], new["folds"], strict=True):
-        probabilities = old_fold.get("probabilities")
-        if not probabilities:
-            raise ValueError(f"fold {old_fold['fold']} of the kept report has no probabilities")
-        for key, values in new_fold["probabilities"].items():
-            if key.startswith("labels"):
-                if not np.array_equal(probabilities.get(key), values):
-                    raise ValueError(f"fold {old_fold['fold']} tests other utterances ({key})")
-            else:
-                probabilities[key] = values
-        for name, result in new_fold["models"].items():
-            if name not in ENSEMBLES:
-                old_fold["models"][name] = result
-        models = tuple(name for name in old_fold["models"] if name not in ENSEMBLES)
-        for ensemble in ENSEMBLES:
-            old_fold["models"].pop(ensemble, None)
-        if len(models) > 1:
-            old_fold["models"]["ensemble"] = ensemble_scores(probabilities, models, classes)
+        _merge_fold(old_fold, new_fold, classes)
     models = tuple(name for name in kept["folds"][0]["models"] if name not in ENSEMBLES)
     if len(models) > 1 and len(kept["folds"]) > 1:
         add_weighted_ensemble(kept["folds"], models, classes)
-    kept["training"] = new["training"]
-    kept["seconds"] = new["seconds"]
+    for name in new["folds"][0]["models"]:
+        if name not in ENSEMBLES:
+            retrained = {"training": new["training"], "seconds": new["seconds"]}
+            kept.setdefault("retrained", {})[name] = retrained
     kept["mean"] = mean_scores(kept["folds"])
     return kept
+
+
+def _merge_fold(kept: dict, new: dict, classes: list[str]) -> None:
+    """One fold of ``merge_reports``: the new models' results and probabilities in, the
+    ensembles (scored from the probabilities the report will keep: float32) out and again."""
+    probabilities = kept["probabilities"]
+    for key, values in new["probabilities"].items():
+        if not key.startswith("labels"):
+            probabilities[key] = values.astype(np.float32)
+        elif not np.array_equal(probabilities.get(key), values):
+            raise ValueError(f"fold {kept['fold']} tests other utterances than this run's")
+    for ensemble in ENSEMBLES:
+        kept["models"].pop(ensemble, None)
+    for name, result in new["models"].items():
+        if name not in ENSEMBLES:
+            kept["models"][name] = result
+    models = tuple(kept["models"])
+    if len(models) > 1:
+        kept["models"]["ensemble"] = ensemble_scores(probabilities, models, classes)
 
 
 def evaluate_leaky(

@@ -4,12 +4,14 @@ and one summary table of every report in a folder (the figures the model card qu
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from training.evaluate import VARIANTS, rescored
+from training.evaluate import ENSEMBLES, VARIANTS, rescored
 from training.fusion import kept_folds
+from training.metrics import CONDITIONS
 
 
 def write_report(report: dict, directory: Path) -> list[Path]:
@@ -30,19 +32,37 @@ def write_report(report: dict, directory: Path) -> list[Path]:
 
 
 def read_report(directory: Path, corpus: str, protocol: str) -> dict:
-    """The report ``write_report`` wrote, each fold's kept probabilities back in it."""
-    stem = Path(directory) / f"{corpus}-{protocol}"
+    """The report ``write_report`` wrote, each fold's kept probabilities back in it; raises
+    ValueError, naming the file at fault, unless they hold every model's that its folds score
+    (what scoring its ensembles again needs: the leaky protocol keeps none)."""
+    report_file = Path(directory) / f"{corpus}-{protocol}.json"
     try:
-        report = json.loads(stem.with_suffix(".json").read_text())
+        report = json.loads(report_file.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{stem}.json: no report to update") from None
+        raise FileNotFoundError(f"{report_file}: no report to update") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"{stem}.json: not a report ({error.msg})") from None
-    probabilities_file = stem.with_name(f"{stem.name}-probabilities.npz")
-    if probabilities_file.is_file():
+        raise ValueError(f"{report_file}: not a report ({error.msg})") from None
+    if not isinstance(report, dict) or not report.get("folds"):
+        raise ValueError(f"{report_file}: not a report (no folds)")
+    probabilities_file = report_file.with_name(f"{report_file.stem}-probabilities.npz")
+    if not probabilities_file.is_file():
+        raise ValueError(f"{probabilities_file}: missing, so the ensembles cannot be scored again")
+    try:
         kept = {fold["fold"]: fold["probabilities"] for fold in kept_folds(probabilities_file)}
-        for fold in report["folds"]:
-            fold["probabilities"] = kept.get(fold["fold"], {})
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{probabilities_file}: unreadable ({error})") from None
+    for fold in report["folds"]:
+        fold["probabilities"] = kept.get(fold["fold"], {})
+        for model, variants in fold["models"].items():
+            needed = [
+                key
+                for suffix in CONDITIONS.values()
+                if model not in ENSEMBLES and f"int8{suffix}" in variants
+                for key in (f"{model}/int8{suffix}", f"labels{suffix}")
+            ]
+            missing = [key for key in needed if key not in fold["probabilities"]]
+            if missing:
+                raise ValueError(f"{probabilities_file}: fold {fold['fold']} has no {missing[0]}")
     return report
 
 
@@ -138,6 +158,16 @@ def markdown_table(report: dict) -> str:
         "| int8 agreement |",
         "|---|---|---|---|---|---|---|",
     ]
+    for model, retrained in report.get("retrained", {}).items():
+        # As JSON: the report read back holds lists where the run's settings held tuples.
+        changed = ", ".join(
+            f"{key} = {json.dumps(value)}"
+            for key, value in retrained["training"].items()
+            if json.dumps(report["training"].get(key)) != json.dumps(value)
+        )
+        settings = f"with {changed}" if changed else "with the same settings"
+        note = f"{model}: retrained alone since ({retrained['seconds']} s), {settings}."
+        lines[-3:-3] = ["", note]
     for model, variants in report["mean"].items():
         for variant in VARIANTS:
             if variant not in variants:
