@@ -167,8 +167,9 @@ def evaluate(
     from training.reports import write_report
 
     datasets, names, config = _training_setup(data, model, epochs)
+    report_file = out / f"{corpus}-{protocol}.json"
     run = {"corpus": corpus, "protocol": protocol, "folds_limit": folds, "per_speaker": per_speaker}
-    kept = _report_to_update(out, run) if update else None
+    kept = _report_to_update(out, report_file, run) if update else None
     try:
         report = evaluate_corpus(
             corpus,
@@ -185,16 +186,16 @@ def evaluate(
         try:
             report = merge_reports(kept, report)
         except ValueError as error:
-            raise click.ClickException(f"{out / f'{corpus}-{protocol}.json'}: {error}") from None
+            raise click.ClickException(f"{report_file}: {error}") from None
     for path in write_report(report, out):
         click.echo(f"wrote {path}")
     click.echo((out / f"{corpus}-{protocol}.md").read_text())
 
 
-def _report_to_update(out: Path, run: dict) -> dict:
-    """The report in ``out`` that ``evaluate --update`` merges a run of ``run``'s settings into,
-    checked before anything is trained: a report that cannot take the run should not cost an
-    evaluation."""
+def _report_to_update(out: Path, report_file: Path, run: dict) -> dict:
+    """The report in ``out`` (``report_file``) that ``evaluate --update`` merges a run of
+    ``run``'s settings into, checked before anything is trained: a report that cannot take the
+    run should not cost an evaluation."""
     from streamer.features import FeatureSpec
     from training.evaluate import check_mergeable
     from training.reports import read_report
@@ -206,6 +207,5 @@ def _report_to_update(out: Path, run: dict) -> dict:
     try:
         check_mergeable(kept, {**run, "features": FeatureSpec().to_dict()})
     except ValueError as error:
-        report_file = out / f"{run['corpus']}-{run['protocol']}.json"
         raise click.ClickException(f"{report_file}: {error}") from None
     return kept

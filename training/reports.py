@@ -52,17 +52,14 @@ def read_report(directory: Path, corpus: str, protocol: str) -> dict:
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise ValueError(f"{probabilities_file}: unreadable ({error})") from None
     for fold in report["folds"]:
-        fold["probabilities"] = kept.get(fold["fold"], {})
+        probabilities = fold["probabilities"] = kept.get(fold["fold"], {})
         for model, variants in fold["models"].items():
-            needed = [
-                key
-                for suffix in CONDITIONS.values()
-                if model not in ENSEMBLES and f"int8{suffix}" in variants
-                for key in (f"{model}/int8{suffix}", f"labels{suffix}")
-            ]
-            missing = [key for key in needed if key not in fold["probabilities"]]
-            if missing:
-                raise ValueError(f"{probabilities_file}: fold {fold['fold']} has no {missing[0]}")
+            if model in ENSEMBLES:
+                continue
+            for suffix in (s for s in CONDITIONS.values() if f"int8{s}" in variants):
+                for key in (f"{model}/int8{suffix}", f"labels{suffix}"):
+                    if key not in probabilities:
+                        raise ValueError(f"{probabilities_file}: fold {fold['fold']} has no {key}")
     return report
 
 
