@@ -89,6 +89,24 @@ def test_streaming_frames_equal_whole_clip_frames_at_any_block_size(test_clips, 
     np.testing.assert_array_equal(window.mfcc_energy, whole.mfcc_energy[-SPEC.n_frames :])
 
 
+def test_a_window_asked_for_between_blocks_holds_the_frames_completed_so_far(test_clips):
+    extractor = FeatureExtractor(SPEC)
+    audio = read_audio(test_clips[0], SPEC.sample_rate)[: 3 * SPEC.window_samples]
+    whole = extractor.frames(audio)
+    streaming = StreamingFeatures(extractor)
+    for start in range(0, len(audio), 1024):
+        streaming.push(audio[start : start + 1024])
+        seen = streaming.frames_seen
+        window = streaming.window()
+        held = min(seen, SPEC.n_frames)
+        np.testing.assert_array_equal(
+            window.log_mel[SPEC.n_frames - held :], whole.log_mel[seen - held : seen]
+        )
+        np.testing.assert_array_equal(
+            window.prosody[SPEC.n_frames - held :], whole.prosody[seen - held : seen]
+        )
+
+
 @pytest.mark.parametrize(("extra_hops", "windows"), [(0, 1), (1, 2), (3, 4)])
 def test_a_clip_gives_one_window_per_hop_after_the_first_window(extra_hops, windows):
     extractor = FeatureExtractor(SPEC)
