@@ -412,12 +412,13 @@ def test_cold_copies_train_only_the_models_named_and_are_centred_on_the_training
 
 
 def test_only_the_models_that_take_cold_copies_are_evaluated_with_them(datasets):
-    """The CNN alone trains on the per-voice windows only; beside it the functionals model
-    also on the cold copies of the original recordings and of their channel copies."""
+    """A model that ``cold_copies`` does not name (here the CNN) trains on the per-voice windows
+    only, alone or beside one it names, which also trains on the cold copies of the original
+    recordings and of their channel copies."""
     from training.evaluate import evaluate_corpus
     from training.train import TrainConfig
 
-    config = TrainConfig(epochs=1)
+    config = TrainConfig(epochs=1, cold_copies=("functionals",))
     alone = evaluate_corpus("emodb", "speaker", datasets, ("cnn",), None, config, 1, 5)
     both = evaluate_corpus("emodb", "speaker", datasets, ("cnn", "functionals"), None, config, 1, 5)
     windows = {
