@@ -68,7 +68,8 @@ class BenchReport:
     """Per hop, fed capture blocks as the daemon is: speech detector, new frames' features,
     adaptation, all models, smoothing (quantised TFLite)."""
     detector: Timing
-    """Per hop: the speech detector alone (its share of ``streaming``)."""
+    """Per hop: the speech detector alone, fed whole hops (its share of ``streaming``: it scores
+    a hop's frames in one call either way)."""
     naive: Timing | None
     """Per hop: librosa on the whole window, then Keras predict for each model; None when the
     naive path's packages (the [train] extra) are not installed."""

@@ -405,11 +405,11 @@ class StreamingFeatures:
 
     Keeps the newest ``n_frames`` frames; ``window()`` returns them in time order. The frames
     equal those of ``FeatureExtractor.frames`` on the whole stream, since frames are uncentred.
-    ``push`` only keeps the samples: the daemon receives eight or so capture blocks per hop,
-    and each call of ``FeatureExtractor.frames`` costs as much as a dozen frames, so computing
-    a hop's frames in one call when its window is due made the daemon's hop a third cheaper
-    (``emostream bench`` feeds capture blocks as the daemon does). Frames that a later window
-    no longer holds (a daemon catching up after a stall) are never computed.
+    ``push`` only keeps (a copy of) the samples: the daemon receives eight or so capture
+    blocks per hop, and each call of ``FeatureExtractor.frames`` costs as much as a dozen
+    frames, so computing a hop's frames in one call when its window is due made the daemon's
+    hop a third cheaper (``emostream bench`` feeds capture blocks as the daemon does). Callers
+    ask for a window every hop (``Pipeline`` does), which is what bounds the samples kept.
     """
 
     def __init__(self, extractor: FeatureExtractor) -> None:
@@ -429,7 +429,7 @@ class StreamingFeatures:
     def push(self, samples: np.ndarray) -> int:
         """Adds samples ((n,) float32 at the spec rate); returns how many new frames they made."""
         spec = self.extractor.spec
-        samples = np.asarray(samples, np.float32)
+        samples = np.array(samples, np.float32)
         self._blocks.append(samples)
         self._samples += len(samples)
         complete = max(0, (self._samples - spec.n_fft) // spec.hop_length + 1)

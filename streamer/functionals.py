@@ -20,8 +20,9 @@ that where the frames fall moves least: ``OF_CHANGE``). Then the share of loud f
 loud frames count, so that what pauses, breaths and the rounding noise of a quiet microphone
 hold moves none of them: over all frames, they kept fewer of the loudness sweep's labels at
 -45 dBFS. The changes skip pauses too (a quiet neighbour counts as the frame itself): changes
-that looked across pauses into the quiet frames scored 1-2 points higher but kept 129 of the
-sweep's 153 labels, against a bar of 138 (reports/ablation.md).
+that looked across pauses into the quiet frames scored up to about a point higher alone, and
+level in the ensemble, but kept 129 of the sweep's 153 labels, against a bar of 138
+(reports/ablation.md).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ difference of neighbouring 20 ms frames, so where the frames fall in the speech 
 microphone's stream never falls where a file's frames do. With all of them but their mean
 (which telescopes to the window's ends) and median (which moved most with the microphone's
 level), the model's probabilities moved by 0.050 on average between two starts 7 samples
-(0.4 ms) apart; with these four by 0.033, near the model without the changes (0.029). In
+(0.4 ms) apart; with these four by 0.033 (0.028 as shipped, C = 0.001), near the model
+without the changes (0.029). In
 units of their spread in training, the changes' minimum, trend, percentiles and ranges moved
 1.4 to 4 times as much as these four; with their skewness, kurtosis and slope kept too, the
 model moved by 0.042 (reports/ablation.md)."""
