@@ -40,7 +40,8 @@ CMVN, every frame counts.)"""
 PERCENTILES = (10, 25, 50, 75, 90)
 OF_CHANGE = np.array([1, 2, 4, 16])
 """Which of the ``PER_COLUMN`` functionals describe the changes: their standard deviation,
-maximum, mean absolute change and the standard deviation of their change. A change is a
+maximum, mean absolute change and the standard deviation of their change, computed by
+``_change_functionals`` in this order. A change is a
 difference of neighbouring 20 ms frames, so where the frames fall in the speech moves it, and a
 microphone's stream never falls where a file's frames do. With all of them but their mean
 (which telescopes to the window's ends) and median (which moved most with the microphone's
@@ -69,14 +70,10 @@ def window_functionals(columns: np.ndarray) -> np.ndarray:
     loud = energy > energy.max(axis=-1, keepdims=True) + LOUD_FRAME_DB
     weight = loud[..., None].astype(np.float64)
     count = weight.sum(axis=-2)
-    # One pass over the columns and their changes together: half the numpy calls per hop.
-    both = np.concatenate([x, loud_delta(x, loud)], axis=-1)
-    functionals = _column_functionals(both, loud, weight, count)
-    by_kind = functionals.reshape(*functionals.shape[:-1], PER_COLUMN, 2, x.shape[-1])
     return np.concatenate(
         [
-            by_kind[..., 0, :].reshape(*functionals.shape[:-1], -1),
-            by_kind[..., OF_CHANGE, 1, :].reshape(*functionals.shape[:-1], -1),
+            _column_functionals(x, loud, weight, count),
+            _change_functionals(loud_delta(x, loud), loud, weight, count),
             count / x.shape[-2],
         ],
         axis=-1,
@@ -105,21 +102,12 @@ def _column_functionals(
     Few passes over the frames: the daemon computes them every hop.
     """
     n_frames = x.shape[-2]
-    loud_x = x * weight
-    average = loud_x.sum(axis=-2) / count
-    centred = (x - average[..., None, :]) * weight
+    loud_x, average, centred, std = _loud_moments(x, weight, count)
     squared = centred * centred
-    std = np.sqrt(squared.sum(axis=-2) / count)
     spread = std + 1e-3
     skewness = (squared * centred).sum(axis=-2) / count / spread**3
     kurtosis = (squared * squared).sum(axis=-2) / count / spread**4
-    # Frame-to-frame change between neighbours that are both loud: a pause is not a change.
-    both_loud = weight[..., 1:, :] * weight[..., :-1, :]
-    pairs = np.maximum(both_loud.sum(axis=-2), 1.0)
-    change = (x[..., 1:, :] - x[..., :-1, :]) * both_loud
-    mean_change = change.sum(axis=-2) / pairs
-    change_spread = (change - mean_change[..., None, :]) * both_loud
-    change_std = np.sqrt((change_spread * change_spread).sum(axis=-2) / pairs)
+    mean_absolute_change, change_std = _neighbour_changes(x, weight)
     time = np.arange(n_frames, dtype=np.float64)[:, None]
     time_centred = time - (time * weight).sum(axis=-2, keepdims=True) / count[..., None, :]
     time_centred = time_centred * weight
@@ -144,7 +132,7 @@ def _column_functionals(
             ordered, np.broadcast_to(loudest, (*ordered.shape[:-2], 1, ordered.shape[-1])), axis=-2
         )[..., 0, :],
         ordered[..., 0, :],
-        np.abs(change).sum(axis=-2) / pairs,
+        mean_absolute_change,
         trend,
         *quantiles,
         quantiles[-1] - quantiles[0],
@@ -155,6 +143,46 @@ def _column_functionals(
         change_std,
     ]
     return np.concatenate(parts, axis=-1)
+
+
+def _change_functionals(
+    changes: np.ndarray, loud: np.ndarray, weight: np.ndarray, count: np.ndarray
+) -> np.ndarray:
+    """The ``OF_CHANGE`` functionals of each column of ``changes`` (``loud_delta``'s) over the
+    loud frames, as ``_column_functionals`` computes them: ``(..., len(OF_CHANGE) * columns)``.
+
+    Only these four, without the sort and percentiles the other kinds need: the daemon computes
+    them every hop.
+    """
+    _, _, _, std = _loud_moments(changes, weight, count)
+    largest = np.where(loud[..., None], changes, -np.inf).max(axis=-2)
+    mean_absolute_change, change_std = _neighbour_changes(changes, weight)
+    return np.concatenate([std, largest, mean_absolute_change, change_std], axis=-1)
+
+
+def _loud_moments(
+    x: np.ndarray, weight: np.ndarray, count: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``x`` with its quiet frames zeroed, the mean over the loud frames, the loud frames'
+    deviations from it (quiet frames zero) and their standard deviation."""
+    loud_x = x * weight
+    average = loud_x.sum(axis=-2) / count
+    centred = (x - average[..., None, :]) * weight
+    return loud_x, average, centred, np.sqrt((centred * centred).sum(axis=-2) / count)
+
+
+def _neighbour_changes(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean absolute change between neighbouring frames that are both loud (a pause is not a
+    change), and the standard deviation of that change."""
+    both_loud = weight[..., 1:, :] * weight[..., :-1, :]
+    pairs = np.maximum(both_loud.sum(axis=-2), 1.0)
+    change = (x[..., 1:, :] - x[..., :-1, :]) * both_loud
+    mean_change = change.sum(axis=-2) / pairs
+    change_spread = (change - mean_change[..., None, :]) * both_loud
+    return (
+        np.abs(change).sum(axis=-2) / pairs,
+        np.sqrt((change_spread * change_spread).sum(axis=-2) / pairs),
+    )
 
 
 def _percentiles(ordered: np.ndarray, count: np.ndarray) -> list[np.ndarray]:

@@ -146,6 +146,21 @@ def test_the_changes_are_described_by_their_spread_and_maximum_only():
     assert np.isnan(of_changes[left_out]).all() and not np.isnan(of_changes[OF_CHANGE]).any()
 
 
+def test_the_changes_have_the_four_functionals_a_column_holding_them_would_have():
+    """The changes' four are computed apart from the columns' seventeen (every hop, without
+    the sort the others need), and must mean the same."""
+    rng = np.random.default_rng(5)
+    columns = rng.normal(0.0, 2.0, (SPEC.n_frames, COLUMNS))
+    columns[:, -1] = np.where(np.arange(SPEC.n_frames) % 4 == 0, LOUD_FRAME_DB - 5, -3.0)
+    changes = loud_delta(columns, columns[:, -1] > -3.0 + LOUD_FRAME_DB)
+    changes[:, -1] = columns[:, -1]  # the same loud frames
+    of_a_column_of_changes, _ = of_frames_and_changes(window_functionals(changes))
+    _, of_changes = of_frames_and_changes(window_functionals(columns))
+    np.testing.assert_array_equal(
+        of_changes[OF_CHANGE, :-1], of_a_column_of_changes[OF_CHANGE, :-1]
+    )
+
+
 def test_the_first_and_last_frames_change_towards_their_one_neighbour():
     column = np.array([[1.0], [3.0], [4.0]])
     np.testing.assert_allclose(loud_delta(column, np.ones(3, bool))[:, 0], (1.0, 1.5, 0.5))
