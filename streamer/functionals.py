@@ -41,15 +41,15 @@ PERCENTILES = (10, 25, 50, 75, 90)
 OF_CHANGE = np.array([1, 2, 4, 16])
 """Which of the ``PER_COLUMN`` functionals describe the changes: their standard deviation,
 maximum, mean absolute change and the standard deviation of their change, computed by
-``_change_functionals`` in this order. A change is a
-difference of neighbouring 20 ms frames, so where the frames fall in the speech moves it, and a
-microphone's stream never falls where a file's frames do. With all of them but their mean
-(which telescopes to the window's ends) and median (which moved most with the microphone's
-level), the model's probabilities moved by 0.050 on average between two starts 7 samples
-(0.4 ms) apart; with these four by 0.033 (0.028 as shipped, C = 0.001), near the model
-without the changes (0.029). In units of their spread in training, the changes' minimum,
-trend, percentiles and ranges moved 1.4 to 4 times as much as these four; with their
-skewness, kurtosis and slope kept too, the model moved by 0.042 (reports/ablation.md)."""
+``_change_functionals`` in this order. A change is a difference of neighbouring 20 ms frames,
+so where the frames fall in the speech moves it, and a microphone's stream never falls where a
+file's frames do. With all of them but their mean (which telescopes to the window's ends) and
+median (which moved most with the microphone's level), the model's probabilities moved by 0.050
+on average between two starts 7 samples (0.4 ms) apart; with these four by 0.033 (0.028 as
+shipped), near the model without the changes (0.029). In units of their spread in training, the
+changes' minimum, trend, percentiles and ranges moved 1.4 to 4 times as much as these four;
+with their skewness, kurtosis and slope kept too, the model moved by 0.042
+(reports/ablation.md)."""
 
 
 def functionals_count(columns: int) -> int:

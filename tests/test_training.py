@@ -387,6 +387,28 @@ def test_a_class_without_training_windows_gets_no_probability(datasets):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_a_window_that_counts_more_pulls_the_functionals_model_towards_its_label(datasets):
+    """Cold copies count ``functionals_cold_weight`` times: the fit must honour the weights.
+    Here every window comes twice with two labels, and the heavier copy's label wins."""
+    from training.dataset import WindowSet, standardise_with, statistics_of
+    from training.train import TrainConfig, fit
+
+    level_free, emotions = real_windows(datasets, 40)
+    windows = standardise_with(level_free, [statistics_of(level_free)] * len(emotions))
+    twice = WindowSet.concat([windows, windows])
+    other = (emotions + 1) % 4
+    labels = np.concatenate([emotions, other])
+    config = TrainConfig(class_weighting=False)
+    x = windows.get("functionals")[..., None]
+
+    def share_of_other(weight: float) -> float:
+        weights = np.concatenate([np.ones(len(emotions)), np.full(len(emotions), weight)])
+        model = fit("functionals", twice, labels, 4, config, 0, weights)
+        return float(np.mean(model.predict(x, verbose=0).argmax(axis=1) == other))
+
+    assert share_of_other(4.0) > share_of_other(1.0) + 0.3
+
+
 def test_cold_copies_train_only_the_models_named_and_are_centred_on_the_training_set(datasets):
     """A cold copy is a voice as the daemon hears it before adapting: standardised with the
     whole training set's statistics, so each voice keeps its own offset."""
@@ -399,9 +421,12 @@ def test_cold_copies_train_only_the_models_named_and_are_centred_on_the_training
     copies = cold_copies([level_free], statistics_of(level_free))
     config = TrainConfig(cold_copies=("functionals",))
 
-    assert with_cold_copies("cnn", per_voice, copies, config) is per_voice
-    both = with_cold_copies("functionals", per_voice, copies, config)
+    alone, no_weights = with_cold_copies("cnn", per_voice, copies, config)
+    assert alone is per_voice and no_weights is None
+    both, weights = with_cold_copies("functionals", per_voice, copies, config)
     assert len(both.utterance) == 2 * len(per_voice.utterance)
+    assert (weights[: len(per_voice.utterance)] == 1.0).all()
+    assert (weights[len(per_voice.utterance) :] == config.functionals_cold_weight).all()
     cold = both.get("functionals")[len(per_voice.utterance) :]
     np.testing.assert_allclose(cold.mean(axis=0), 0.0, atol=1e-4)
     adapted = per_voice.get("functionals")

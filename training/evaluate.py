@@ -198,8 +198,10 @@ def evaluate_fold(
     kept: dict[str, np.ndarray] = {}
     for name in model_names:
         started = time.perf_counter()
-        mine = with_cold_copies(name, train, copies, config)
-        model = fit(name, mine, utterance_labels[mine.utterance], len(classes), config)
+        mine, window_weights = with_cold_copies(name, train, copies, config)
+        model = fit(
+            name, mine, utterance_labels[mine.utterance], len(classes), config, 0, window_weights
+        )
         model_input = MODEL_INPUT[name]
         result["models"][name] = {"train_windows": len(mine.utterance)}
         with tempfile.TemporaryDirectory() as directory:
