@@ -97,7 +97,7 @@ def _column_functionals(
 ) -> np.ndarray:
     """``PER_COLUMN`` functionals of each column of ``x`` over its loud frames:
     ``(..., PER_COLUMN * columns)``, functional-major (the means of every column, then the
-    standard deviations, ...), as ``window_functionals`` splits them.
+    standard deviations, ...), the layout ``window_functionals`` returns and the model reads.
 
     Few passes over the frames: the daemon computes them every hop.
     """
@@ -154,6 +154,8 @@ def _change_functionals(
     Only these four, without the sort and percentiles the other kinds need: the daemon computes
     them every hop.
     """
+    # In the order of OF_CHANGE: standard deviation, maximum, mean absolute change, and the
+    # standard deviation of the change.
     _, _, _, std = _loud_moments(changes, weight, count)
     largest = np.where(loud[..., None], changes, -np.inf).max(axis=-2)
     mean_absolute_change, change_std = _neighbour_changes(changes, weight)

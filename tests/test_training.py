@@ -406,7 +406,7 @@ def test_a_window_that_counts_more_pulls_the_functionals_model_towards_its_label
         model = fit("functionals", twice, labels, 4, config, 0, weights)
         return float(np.mean(model.predict(x, verbose=0).argmax(axis=1) == other))
 
-    assert share_of_other(4.0) > share_of_other(1.0) + 0.3
+    assert share_of_other(4.0) > 0.5 > share_of_other(0.25)
 
 
 def test_cold_copies_train_only_the_models_named_and_are_centred_on_the_training_set(datasets):

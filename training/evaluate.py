@@ -199,9 +199,8 @@ def evaluate_fold(
     for name in model_names:
         started = time.perf_counter()
         mine, window_weights = with_cold_copies(name, train, copies, config)
-        model = fit(
-            name, mine, utterance_labels[mine.utterance], len(classes), config, 0, window_weights
-        )
+        labels = utterance_labels[mine.utterance]
+        model = fit(name, mine, labels, len(classes), config, window_weights=window_weights)
         model_input = MODEL_INPUT[name]
         result["models"][name] = {"train_windows": len(mine.utterance)}
         with tempfile.TemporaryDirectory() as directory:
