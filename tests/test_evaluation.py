@@ -10,7 +10,14 @@ import pytest
 
 from training.corpora import Utterance
 from training.dataset import WindowSet
-from training.evaluate import fold_windows, mean_scores, random_fold, rescored, speaker_folds
+from training.evaluate import (
+    fold_windows,
+    mean_scores,
+    random_fold,
+    rescored,
+    shipped_recipe_folds,
+    speaker_folds,
+)
 from training.metrics import confusion_matrix, confusion_scores, scores
 
 
@@ -55,6 +62,24 @@ def test_a_corpus_of_many_speakers_gets_five_folds_and_one_of_ten_leaves_each_ou
 def test_ravdess_holds_out_four_actors_at_a_time_even_when_fewer_than_ten_are_there():
     folds = speaker_folds("ravdess", _utterances("ravdess", [f"{n:02d}" for n in range(1, 9)], 2))
     assert [f.name for f in folds] == ["01+02+03+04", "05+06+07+08"]
+
+
+def test_the_shipped_recipe_s_folds_test_one_corpus_s_speakers_and_train_on_everyone_else():
+    """The shipped recipe's folds: Emo-DB's speakers held out one at a time, as the "speaker"
+    protocol holds them out, with every RAVDESS and TESS speaker always in training."""
+    utterances = [
+        *_utterances("ravdess", ["01", "02"], 3),
+        *_utterances("emodb", ["03", "08"], 4),
+        *_utterances("tess", ["OAF"], 3),
+    ]
+    folds = shipped_recipe_folds("emodb", utterances)
+    assert [f.name for f in folds] == ["03", "08"]
+    for fold in folds:
+        tested = {utterances[i].speaker for i in fold.test}
+        trained = {utterances[i].speaker for i in fold.train}
+        assert tested == {f"emodb:{fold.name}"}
+        assert trained == {"ravdess:01", "ravdess:02", "tess:OAF", "emodb:03", "emodb:08"} - tested
+        assert sorted([*fold.train, *fold.test]) == list(range(len(utterances)))
 
 
 def test_augmented_copies_of_test_utterances_never_reach_training():

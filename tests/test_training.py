@@ -451,3 +451,18 @@ def test_only_the_models_that_take_cold_copies_are_evaluated_with_them(datasets)
     }
     assert alone["folds"][0]["models"]["cnn"]["train_windows"] == windows["cnn"]
     assert windows["functionals"] > windows["cnn"]
+
+
+def test_the_shipped_protocol_scores_one_corpus_s_speakers_with_the_shipped_labels(datasets):
+    """The shipped recipe measured: its classes (surprise, no boredom), its corpora in training,
+    and only the evaluated corpus's held-out speakers tested."""
+    from training.evaluate import evaluate_corpus
+    from training.train import TrainConfig
+
+    report = evaluate_corpus(
+        "emodb", "shipped", datasets, ("functionals",), None, TrainConfig(), 1, 3
+    )
+    assert "surprised" in report["labels"] and "bored" not in report["labels"]
+    assert {s.split(":")[0] for s in report["speakers"]} == {"emodb", "ravdess", "tess"}
+    fold = report["folds"][0]
+    assert fold["fold"] == "03" and fold["test_utterances"] == 3

@@ -33,7 +33,7 @@ import numpy as np
 from streamer.features import FeatureSpec, FeatureStatistics
 from streamer.models import TFLiteModel
 from training.architectures import MODEL_INPUT
-from training.corpora import NATIVE_POLICY, Utterance, load_labelled
+from training.corpora import NATIVE_POLICY, SHIPPED_POLICY, Utterance, load_labelled
 from training.dataset import (
     ORIGINAL,
     WindowSet,
@@ -58,7 +58,10 @@ from training.train import (
 
 _LOGGER = logging.getLogger(__name__)
 
-PROTOCOLS = ("speaker", "random", "leaky")
+PROTOCOLS = ("speaker", "random", "leaky", "shipped")
+SHIPPED_CORPORA = ("ravdess", "tess", "emodb")
+"""The corpora ``emostream train`` trains the shipped models on together, which the "shipped"
+protocol trains on beside the evaluated corpus's other speakers."""
 VARIANTS = tuple(f"{m}{suffix}" for suffix in CONDITIONS.values() for m in ("float", "int8"))
 """Scored variants: float or int8 model, under each condition."""
 
@@ -87,6 +90,18 @@ def speaker_folds(corpus: str, utterances: list[Utterance]) -> list[Fold]:
         name = "+".join(s.split(":", 1)[1] for s in group)
         folds.append(Fold(name, np.flatnonzero(~held_out), np.flatnonzero(held_out)))
     return folds
+
+
+def shipped_recipe_folds(corpus: str, utterances: list[Utterance]) -> list[Fold]:
+    """``corpus``'s speaker folds over the utterances of several corpora: each tests the held-out
+    speakers of ``corpus`` and trains on everyone else, of every corpus, as the shipped models
+    are trained."""
+    own = np.flatnonzero([u.corpus == corpus for u in utterances])
+    everyone = np.arange(len(utterances))
+    return [
+        Fold(fold.name, np.setdiff1d(everyone, own[fold.test]), own[fold.test])
+        for fold in speaker_folds(corpus, [utterances[i] for i in own])
+    ]
 
 
 def random_fold(utterances: list[Utterance], seed: int = 0, test_share: float = 0.2) -> Fold:
@@ -415,13 +430,21 @@ def evaluate_corpus(
 ) -> dict:
     """Runs one protocol on one corpus with its own classes; returns the report.
 
+    The "shipped" protocol measures the shipped recipe instead: the shipped labels, and folds
+    that hold out the corpus's speakers as "speaker" does but train on every other speaker of
+    ``SHIPPED_CORPORA`` too (``shipped_recipe_folds``).
     ``folds_limit`` and ``per_speaker`` shrink the run (first folds, utterances per speaker)
     for quick checks; the published figures use neither.
     """
     spec = spec or FeatureSpec()
     config = config or TrainConfig()
+    shipped = protocol == "shipped"
     utterances, classes, utterance_labels = load_labelled(
-        [corpus], datasets, NATIVE_POLICY, per_speaker, config.seed
+        tuple(dict.fromkeys((*SHIPPED_CORPORA, corpus))) if shipped else [corpus],
+        datasets,
+        SHIPPED_POLICY if shipped else NATIVE_POLICY,
+        per_speaker,
+        config.seed,
     )
     speaker_of_utterance = np.array([u.speaker for u in utterances])
     original = build_windows(utterances, spec, ORIGINAL)
@@ -445,11 +468,12 @@ def evaluate_corpus(
     if protocol == "leaky":
         folds = [evaluate_leaky(*corpus_data)]
     else:
-        splits = (
-            speaker_folds(corpus, utterances)
-            if protocol == "speaker"
-            else [random_fold(utterances, config.seed)]
-        )
+        if protocol == "speaker":
+            splits = speaker_folds(corpus, utterances)
+        elif shipped:
+            splits = shipped_recipe_folds(corpus, utterances)
+        else:
+            splits = [random_fold(utterances, config.seed)]
         folds = []
         for fold in splits[:folds_limit]:
             folds.append(evaluate_fold(fold, *corpus_data))
