@@ -85,7 +85,7 @@ def _training_setup(data: Path | None, model: str, epochs: int | None) -> tuple[
     "corpora",
     type=CORPORA,
     multiple=True,
-    default=("ravdess", "tess", "emodb"),
+    default=("ravdess", "tess", "emodb"),  # training.corpora.SHIPPED_CORPORA, not imported here
     show_default=True,
     help="Corpus to train on; repeat to combine.",
 )

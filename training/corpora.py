@@ -125,6 +125,9 @@ class LabelPolicy:
 
 
 SHIPPED_POLICY = LabelPolicy(merge={"calm": "neutral"}, drop=("bored",))
+SHIPPED_CORPORA = ("ravdess", "tess", "emodb")
+"""The corpora the shipped models are trained on together (``emostream train``'s default),
+which ``emostream evaluate --protocol shipped`` trains on beside a corpus's other speakers."""
 NATIVE_POLICY = LabelPolicy()
 
 

@@ -33,7 +33,13 @@ import numpy as np
 from streamer.features import FeatureSpec, FeatureStatistics
 from streamer.models import TFLiteModel
 from training.architectures import MODEL_INPUT
-from training.corpora import NATIVE_POLICY, SHIPPED_POLICY, Utterance, load_labelled
+from training.corpora import (
+    NATIVE_POLICY,
+    SHIPPED_CORPORA,
+    SHIPPED_POLICY,
+    Utterance,
+    load_labelled,
+)
 from training.dataset import (
     ORIGINAL,
     WindowSet,
@@ -59,9 +65,6 @@ from training.train import (
 _LOGGER = logging.getLogger(__name__)
 
 PROTOCOLS = ("speaker", "random", "leaky", "shipped")
-SHIPPED_CORPORA = ("ravdess", "tess", "emodb")
-"""The corpora ``emostream train`` trains the shipped models on together, which the "shipped"
-protocol trains on beside the evaluated corpus's other speakers."""
 VARIANTS = tuple(f"{m}{suffix}" for suffix in CONDITIONS.values() for m in ("float", "int8"))
 """Scored variants: float or int8 model, under each condition."""
 
@@ -433,6 +436,7 @@ def evaluate_corpus(
     The "shipped" protocol measures the shipped recipe instead: the shipped labels, and folds
     that hold out the corpus's speakers as "speaker" does but train on every other speaker of
     ``SHIPPED_CORPORA`` too (``shipped_recipe_folds``).
+
     ``folds_limit`` and ``per_speaker`` shrink the run (first folds, utterances per speaker)
     for quick checks; the published figures use neither.
     """
