@@ -123,14 +123,11 @@ def _column_functionals(
     )
     # The loud frames' values first, ascending; the quiet ones (inf) after them.
     ordered = np.sort(np.where(loud[..., None], x, np.inf), axis=-2)
-    loudest = count.astype(np.intp)[..., None, :] - 1
     quantiles = _percentiles(ordered, count)
     parts = [
         average,
         std,
-        np.take_along_axis(
-            ordered, np.broadcast_to(loudest, (*ordered.shape[:-2], 1, ordered.shape[-1])), axis=-2
-        )[..., 0, :],
+        _loud_maximum(x, loud),
         ordered[..., 0, :],
         mean_absolute_change,
         trend,
@@ -157,9 +154,10 @@ def _change_functionals(
     # In the order of OF_CHANGE: standard deviation, maximum, mean absolute change, and the
     # standard deviation of the change.
     _, _, _, std = _loud_moments(changes, weight, count)
-    largest = np.where(loud[..., None], changes, -np.inf).max(axis=-2)
     mean_absolute_change, change_std = _neighbour_changes(changes, weight)
-    return np.concatenate([std, largest, mean_absolute_change, change_std], axis=-1)
+    return np.concatenate(
+        [std, _loud_maximum(changes, loud), mean_absolute_change, change_std], axis=-1
+    )
 
 
 def _loud_moments(
@@ -171,6 +169,11 @@ def _loud_moments(
     average = loud_x.sum(axis=-2) / count
     centred = (x - average[..., None, :]) * weight
     return loud_x, average, centred, np.sqrt((centred * centred).sum(axis=-2) / count)
+
+
+def _loud_maximum(x: np.ndarray, loud: np.ndarray) -> np.ndarray:
+    """Each column's largest value over the loud frames."""
+    return np.where(loud[..., None], x, -np.inf).max(axis=-2)
 
 
 def _neighbour_changes(x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
