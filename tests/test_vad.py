@@ -1,14 +1,22 @@
 """The voice-activity detector scores 32 ms frames the same however the stream is cut, hears
-speech at any level, and points at the model file it cannot load."""
+speech at any level, scores as Silero's own export does, and points at the model file it cannot
+load."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
+import onnx
 import pytest
 
 from streamer.audio import read_audio
 from streamer.models import ModelError
-from streamer.vad import FRAME_SAMPLES, SpeechDetector
+from streamer.vad import DEFAULT_MODEL, FRAME_SAMPLES, SpeechDetector
+
+UPSTREAM_MODEL = DEFAULT_MODEL.parent / "silero_vad_16k_sequence.onnx"
+REWRITE_TOOL = Path(__file__).resolve().parent.parent / "tools" / "silero_as_matmuls.py"
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +49,28 @@ def test_speech_frames_are_likely_speech_and_silence_is_not(speech, test_clips):
     gap = probabilities[first // FRAME_SAMPLES + 4 : (first + 16000) // FRAME_SAMPLES]
     assert gap.max() < 0.1
     assert np.mean(probabilities[: first // FRAME_SAMPLES] >= 0.5) > 0.4
+
+
+def test_the_shipped_detector_scores_every_clip_as_silero_s_own_export(test_clips):
+    silence = np.zeros(8000, np.float32)
+    audio = np.concatenate([part for c in test_clips for part in (read_audio(c, 16000), silence)])
+    shipped = scores(audio, 8000)
+    upstream = scores(audio, 8000, SpeechDetector(2.0, UPSTREAM_MODEL))
+    assert DEFAULT_MODEL != UPSTREAM_MODEL
+    assert len(shipped) == len(audio) // FRAME_SAMPLES
+    np.testing.assert_allclose(shipped, upstream, rtol=0, atol=1e-4)
+    assert np.ptp(upstream) > 0.9  # speech and silence both in the comparison
+
+
+def test_the_shipped_detector_is_what_the_rewrite_tool_makes_of_silero_s_export(tmp_path):
+    spec = importlib.util.spec_from_file_location("silero_as_matmuls", REWRITE_TOOL)
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    made = tmp_path / "rewritten.onnx"
+    tool.main(UPSTREAM_MODEL, made)
+    assert made.read_bytes() == DEFAULT_MODEL.read_bytes()
+    assert [n.op_type for n in onnx.load(made).graph.node].count("Conv") == 0
 
 
 def test_a_window_gets_the_frames_wholly_inside_it(speech):
