@@ -179,6 +179,18 @@ class TFLiteModel:
             raise ModelError(f"{self.path}: not a usable TFLite model ({error})") from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
+        # What predict needs, looked up once: it runs every hop.
+        self._input_shape = self._input["shape"]
+        self._input_index = self._input["index"]
+        self._input_dtype = self._input["dtype"]
+        self._input_scale, self._input_zero = self._input["quantization"]
+        self._input_range: tuple[int, int] | None = None
+        if self._input_dtype != np.float32:
+            info = np.iinfo(self._input_dtype)
+            self._input_range = (int(info.min), int(info.max))
+        self._output_index = self._output["index"]
+        self._output_dtype = self._output["dtype"]
+        self._output_scale, self._output_zero = self._output["quantization"]
         shape = tuple(int(n) for n in self._input["shape"])
         features = self.metadata.features
         expected = features.input_shape(self.metadata.model_input)
@@ -212,17 +224,14 @@ class TFLiteModel:
     def predict(self, model_input: np.ndarray) -> np.ndarray:
         """Probabilities ((n_labels,) float32) for one normalised window: (frames, columns), or
         (functionals,) for the functionals model."""
-        x = model_input.reshape(self._input["shape"])
-        scale, zero_point = self._input["quantization"]
-        if self._input["dtype"] != np.float32:
-            info = np.iinfo(self._input["dtype"])
-            x = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
-        self._interpreter.set_tensor(self._input["index"], x.astype(self._input["dtype"]))
+        x = model_input.reshape(self._input_shape)
+        if self._input_range is not None:
+            x = np.clip(np.round(x / self._input_scale) + self._input_zero, *self._input_range)
+        self._interpreter.set_tensor(self._input_index, x.astype(self._input_dtype))
         self._interpreter.invoke()
-        y = self._interpreter.get_tensor(self._output["index"])[0]
-        scale, zero_point = self._output["quantization"]
-        if self._output["dtype"] != np.float32:
-            y = (y.astype(np.float32) - zero_point) * scale
+        y = self._interpreter.get_tensor(self._output_index)[0]
+        if self._output_dtype != np.float32:
+            y = (y.astype(np.float32) - self._output_zero) * self._output_scale
         return y.astype(np.float32)
 
 
