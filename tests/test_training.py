@@ -453,6 +453,46 @@ def test_only_the_models_that_take_cold_copies_are_evaluated_with_them(datasets)
     assert windows["functionals"] > windows["cnn"]
 
 
+def test_evaluation_and_training_weigh_the_functionals_model_s_cold_copies_in_its_fit(
+    datasets, tmp_path, monkeypatch
+):
+    """The weights ``with_cold_copies`` gives reach the fit in both ``evaluate_corpus`` and
+    ``train_models``: per-voice windows once, cold copies ``functionals_cold_weight`` times."""
+    import training.evaluate
+    import training.train
+    from training.evaluate import evaluate_corpus
+    from training.train import TrainConfig, train_models
+
+    weights_seen: dict[str, np.ndarray | None] = {}
+    for module in (training.evaluate, training.train):
+        real_fit = module.fit
+
+        def recording_fit(*args, window_weights=None, _module=module.__name__, _fit=real_fit):
+            weights_seen[_module] = window_weights
+            return _fit(*args, window_weights=window_weights)
+
+        monkeypatch.setattr(module, "fit", recording_fit)
+    config = TrainConfig(epochs=1, cold_copies=("functionals",))
+    evaluate_corpus("emodb", "speaker", datasets, ("functionals",), None, config, 1, 3)
+    train_models(
+        ("emodb",),
+        datasets,
+        tmp_path,
+        ("functionals",),
+        config=config,
+        per_speaker=3,
+        keep_keras=False,
+        reports_dir=None,
+    )
+    assert set(weights_seen) == {"training.evaluate", "training.train"}
+    for weights in weights_seen.values():
+        assert weights is not None
+        assert set(np.unique(weights)) == {1.0, config.functionals_cold_weight}
+        # Every variant of a recording standardised per voice; its cold copies of fewer variants.
+        per_voice, cold = np.sum(weights == 1.0), np.sum(weights == config.functionals_cold_weight)
+        assert per_voice * len(config.cold_variants) == cold * (1 + len(config.augment))
+
+
 def test_the_shipped_protocol_scores_one_corpus_s_speakers_with_the_shipped_labels(datasets):
     """The shipped recipe measured: its classes (surprise, no boredom), its corpora in training,
     and only the evaluated corpus's held-out speakers tested."""
