@@ -413,17 +413,18 @@ def test_cold_copies_train_only_the_models_named_and_are_centred_on_the_training
     """A cold copy is a voice as the daemon hears it before adapting: standardised with the
     whole training set's statistics, so each voice keeps its own offset."""
     from training.dataset import cold_copies, statistics_of, training_windows
-    from training.train import TrainConfig, with_cold_copies
+    from training.train import TrainConfig, fit_windows
 
     level_free, _ = real_windows(datasets, 12)
     voice = np.arange(12) % 2
     per_voice = training_windows([level_free], voice)
     copies = cold_copies([level_free], statistics_of(level_free))
     config = TrainConfig(cold_copies=("functionals",))
+    one_corpus = np.array([f"emodb:{v}" for v in voice])
 
-    alone, no_weights = with_cold_copies("cnn", per_voice, copies, config)
+    alone, no_weights = fit_windows("cnn", per_voice, copies, config, one_corpus)
     assert alone is per_voice and no_weights is None
-    both, weights = with_cold_copies("functionals", per_voice, copies, config)
+    both, weights = fit_windows("functionals", per_voice, copies, config, one_corpus)
     assert len(both.utterance) == 2 * len(per_voice.utterance)
     assert (weights[: len(per_voice.utterance)] == 1.0).all()
     assert (weights[len(per_voice.utterance) :] == config.functionals_cold_weight).all()
@@ -434,6 +435,35 @@ def test_cold_copies_train_only_the_models_named_and_are_centred_on_the_training
         np.testing.assert_allclose(adapted[voice == speaker].mean(axis=0), 0.0, atol=1e-4)
     offset = np.abs(cold[voice == 0].mean(axis=0) - cold[voice == 1].mean(axis=0))
     assert np.median(offset) > 0.1
+
+
+def test_corpus_balance_makes_every_corpus_count_alike_and_keeps_the_cold_copies_weight(
+    datasets,
+):
+    """Nine clips of one corpus and three of another weigh the same in all; within each, a
+    cold copy still counts ``functionals_cold_weight`` times a per-voice window."""
+    from training.dataset import cold_copies, statistics_of, training_windows
+    from training.train import TrainConfig, fit_windows
+
+    level_free, _ = real_windows(datasets, 12)
+    speaker = np.array(["emodb:03"] * 9 + ["tess:OAF"] * 3)
+    per_voice = training_windows([level_free], speaker)
+    copies = cold_copies([level_free], statistics_of(level_free))
+    config = TrainConfig(cold_copies=("functionals",), corpus_balance=("functionals",))
+
+    windows, weights = fit_windows("functionals", per_voice, copies, config, speaker)
+    corpus = np.array([s.split(":")[0] for s in speaker])[windows.utterance]
+    assert weights[corpus == "emodb"].sum() == pytest.approx(weights[corpus == "tess"].sum())
+    copy = np.arange(len(weights)) >= len(per_voice.utterance)
+    for name in ("emodb", "tess"):
+        mine = corpus == name
+        ratio = weights[mine & copy].max() / weights[mine & ~copy].max()
+        assert ratio == pytest.approx(config.functionals_cold_weight)
+    unbalanced = TrainConfig(cold_copies=("functionals",), corpus_balance=())
+    _, plain = fit_windows("functionals", per_voice, copies, unbalanced, speaker)
+    assert plain[corpus == "emodb"].sum() == 3 * plain[corpus == "tess"].sum()
+    _, cnn_weights = fit_windows("cnn", per_voice, copies, config, speaker)
+    assert cnn_weights is None
 
 
 def test_only_the_models_that_take_cold_copies_are_evaluated_with_them(datasets):
@@ -456,7 +486,7 @@ def test_only_the_models_that_take_cold_copies_are_evaluated_with_them(datasets)
 def test_evaluation_and_training_weigh_the_functionals_model_s_cold_copies_in_its_fit(
     datasets, tmp_path, monkeypatch
 ):
-    """The weights ``with_cold_copies`` gives reach the fit in both ``evaluate_corpus`` and
+    """The weights ``fit_windows`` gives reach the fit in both ``evaluate_corpus`` and
     ``train_models``: per-voice windows once, cold copies ``functionals_cold_weight`` times."""
     import training.evaluate
     import training.train

@@ -220,6 +220,11 @@ def speakers(utterances: Iterable[Utterance]) -> list[str]:
     return sorted({u.speaker for u in utterances})
 
 
+def corpus_of_speakers(speaker_ids: np.ndarray) -> np.ndarray:
+    """The corpus of each corpus-qualified speaker id (``Utterance.speaker``)."""
+    return np.array([speaker.split(":", 1)[0] for speaker in speaker_ids])
+
+
 def labels(utterances: Iterable[Utterance]) -> list[str]:
     """Labels present, in canonical order (extra labels, if any, after them)."""
     present = {u.label for u in utterances}

@@ -58,8 +58,8 @@ from training.train import (
     TrainConfig,
     augmented_variants,
     fit,
+    fit_windows,
     takes_cold_copies,
-    with_cold_copies,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ def evaluate_fold(
     kept: dict[str, np.ndarray] = {}
     for name in model_names:
         started = time.perf_counter()
-        mine, window_weights = with_cold_copies(name, train, copies, config)
+        mine, window_weights = fit_windows(name, train, copies, config, speaker_of_utterance)
         labels = utterance_labels[mine.utterance]
         model = fit(name, mine, labels, len(classes), config, window_weights=window_weights)
         model_input = MODEL_INPUT[name]
