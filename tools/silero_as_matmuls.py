@@ -115,9 +115,9 @@ def rewrite(upstream: onnx.ModelProto) -> onnx.ModelProto:
     )
     x = graph.node("Add", [first, second], "stft_spectra")
     x = graph.node("Mul", [x, x], "stft_squares")
-    # Real and imaginary squares summed by one product: the first 129 columns are the real parts.
-    fold = np.vstack([np.eye(BINS), np.eye(BINS)]).astype(np.float32)
-    x = graph.node("MatMul", [x, graph.constant("stft.fold", fold)], "stft_power")
+    # The first 129 columns are the real parts, the rest the imaginary: summed as a pair axis.
+    x = graph.node("Reshape", [x, graph.integers(0, FRAMES, 2, BINS)], "stft_square_pairs")
+    x = graph.node("ReduceSum", [x, graph.integers(2)], "stft_power", keepdims=0)
     x = graph.node("Sqrt", [x], "stft_magnitude")
     steps = FRAMES
     for layer, stride in (("encoder.0", 1), ("encoder.1", 2), ("encoder.2", 2)):
