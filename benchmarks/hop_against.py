@@ -24,12 +24,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent.parent
+CHECKOUT = Path(__file__).resolve().parent.parent
+"""This checkout's root."""
 
 # Runs in a child process with one checkout first on sys.path; it uses only the API that the
 # pipeline has had since the speech detector came in (issue 9).
 MEASURE = """
-import glob, json, os, sys, time
+import json, os, sys, time
 from pathlib import Path
 import numpy as np
 root, clips, cpu, block = sys.argv[1], sys.argv[2:-2], int(sys.argv[-2]), int(sys.argv[-1])
@@ -62,10 +63,11 @@ def measure(checkout: Path, clips: list[Path], cpu: int, block: int) -> float:
     """Median per-hop milliseconds of ``checkout``'s pipeline, in a fresh process."""
     command = [sys.executable, "-c", MEASURE, str(checkout), *map(str, clips), str(cpu), str(block)]
     environment = {**os.environ, "PYTHONPATH": str(checkout)}
-    output = subprocess.run(
-        command, capture_output=True, text=True, check=True, env=environment
-    ).stdout
-    return float(json.loads(output.strip().splitlines()[-1])["median_ms"])
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SystemExit(f"{checkout}: its pipeline could not be measured ({reason})")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["median_ms"])
 
 
 def main() -> None:
@@ -75,11 +77,11 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=1024, help="capture block (samples)")
     parser.add_argument("clips", nargs="*", type=Path, help="speech clips (default: tests/data)")
     arguments = parser.parse_args()
-    clips = arguments.clips or sorted((HERE / "tests" / "data").glob("*.wav"))
+    clips = arguments.clips or sorted((CHECKOUT / "tests" / "data").glob("*.wav"))
     cpu = max(os.sched_getaffinity(0))
     times: dict[str, list[float]] = {"this": [], "other": []}
     for _ in range(arguments.rounds):
-        for name, checkout in (("other", arguments.other.resolve()), ("this", HERE)):
+        for name, checkout in (("other", arguments.other.resolve()), ("this", CHECKOUT)):
             times[name].append(measure(checkout, clips, cpu, arguments.block))
             print(f"{name:5} {checkout}: {times[name][-1]:.2f} ms per hop", flush=True)
     this, other = (statistics.median(times[n]) for n in ("this", "other"))

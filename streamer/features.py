@@ -241,8 +241,8 @@ class FeatureExtractor:
         """
         # Below 50 Hz is hum and rumble, not voice: left in, it correlates at every lag.
         padded_power[:, : int(50.0 * 2 * self.spec.n_fft / self.spec.sample_rate) + 1] = 0.0
-        # In double precision, as numpy computes a float32 power's inverse anyway; cast first,
-        # since numpy's cast row by row inside the transform costs a fifth of it.
+        # In double precision and returned as float32, as numpy 2 does for a float32 power; cast
+        # first, since numpy's cast row by row inside the transform costs a fifth of it.
         correlation = np.fft.irfft(padded_power.astype(np.complex128), axis=1)
         return prosody_from_correlation(
             correlation.astype(np.float32), self.spec, self._taper_correlation

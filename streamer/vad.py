@@ -6,7 +6,7 @@ quiet voice counts and a loud fridge does not: the level of the audio is not the
 calls, bit-identically to scoring them one by one, so the probabilities do not depend on how the
 stream was cut into blocks. The daemon runs that export with each convolution rewritten as one
 matrix product over the call's frames (``tools/silero_as_matmuls.py``): the same weights and
-probabilities within 5e-5, in 0.34 ms per hop instead of 0.83. ``benchmarks/vad_compare.py``
+probabilities within 5e-5, in 0.33 ms per hop instead of 0.83. ``benchmarks/vad_compare.py``
 measured the detector against WebRTC's and the former loudness gate.
 """
 

@@ -518,9 +518,6 @@ def test_evaluation_and_training_weigh_the_functionals_model_s_cold_copies_in_it
     for weights in weights_seen.values():
         assert weights is not None
         assert set(np.unique(weights)) == {1.0, config.functionals_cold_weight}
-        # Every variant of a recording standardised per voice; its cold copies of fewer variants.
-        per_voice, cold = np.sum(weights == 1.0), np.sum(weights == config.functionals_cold_weight)
-        assert per_voice * len(config.cold_variants) == cold * (1 + len(config.augment))
 
 
 def test_the_shipped_protocol_scores_one_corpus_s_speakers_with_the_shipped_labels(datasets):

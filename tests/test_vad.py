@@ -8,7 +8,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
 from streamer.audio import read_audio
@@ -58,11 +57,12 @@ def test_the_shipped_detector_scores_every_clip_as_silero_s_own_export(test_clip
     upstream = scores(audio, 8000, SpeechDetector(2.0, UPSTREAM_MODEL))
     assert DEFAULT_MODEL != UPSTREAM_MODEL
     assert len(shipped) == len(audio) // FRAME_SAMPLES
-    np.testing.assert_allclose(shipped, upstream, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(shipped, upstream, rtol=0, atol=5e-5)
     assert np.ptp(upstream) > 0.9  # speech and silence both in the comparison
 
 
 def test_the_shipped_detector_is_what_the_rewrite_tool_makes_of_silero_s_export(tmp_path):
+    onnx = pytest.importorskip("onnx", reason="the rewrite tool needs onnx: the [dev] extra")
     spec = importlib.util.spec_from_file_location("silero_as_matmuls", REWRITE_TOOL)
     assert spec is not None and spec.loader is not None
     tool = importlib.util.module_from_spec(spec)

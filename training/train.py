@@ -50,7 +50,8 @@ class TrainConfig:
     augment: tuple[str, ...] = ("pitch", "stretch", "noise")
     """Augmentation variants added for the training utterances only."""
     class_weighting: bool = True
-    """Weight classes inversely to their frequency (RAVDESS has half as many neutral clips)."""
+    """Weight classes inversely to their frequency (RAVDESS has half as many neutral clips),
+    each window counted as much as it weighs in the fit."""
     label_smoothing: float = 0.05
     cold_copies: tuple[str, ...] = ("functionals", "cnn")
     """Models that also train on cold copies: recordings standardised with the training set's
@@ -161,9 +162,12 @@ def fit(
     x = windows.get(MODEL_INPUT[name])
     class_weight = None
     if config.class_weighting:
-        counts = np.bincount(window_labels, minlength=n_classes).astype(float)
+        # Counted as the fit counts them: with windows weighed by corpus, a class one corpus
+        # lacks (Emo-DB has no surprise) would otherwise lose its share.
+        counts = np.bincount(window_labels, window_weights, minlength=n_classes).astype(float)
         present = counts > 0
-        weights = np.where(present, len(window_labels) / (present.sum() * np.maximum(counts, 1)), 0)
+        spread = present.sum() * np.where(present, counts, 1.0)
+        weights = np.where(present, counts.sum() / spread, 0.0)
         class_weight = dict(enumerate(weights.tolist()))
     if name == "functionals":
         return fit_functionals(x, window_labels, n_classes, config, class_weight, window_weights)
