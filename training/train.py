@@ -162,13 +162,7 @@ def fit(
     x = windows.get(MODEL_INPUT[name])
     class_weight = None
     if config.class_weighting:
-        # Counted as the fit counts them: with windows weighed by corpus, a class one corpus
-        # lacks (Emo-DB has no surprise) would otherwise lose its share.
-        counts = np.bincount(window_labels, window_weights, minlength=n_classes).astype(float)
-        present = counts > 0
-        spread = present.sum() * np.where(present, counts, 1.0)
-        weights = np.where(present, counts.sum() / spread, 0.0)
-        class_weight = dict(enumerate(weights.tolist()))
+        class_weight = class_weights(window_labels, n_classes, window_weights)
     if name == "functionals":
         return fit_functionals(x, window_labels, n_classes, config, class_weight, window_weights)
     return _fit_network(
@@ -180,6 +174,19 @@ ABSENT_CLASS_LOGIT = -30.0
 """Logit of a class no training window has: its probability is nil."""
 CONSTANT_SPREAD = 1e-3
 """Standard deviation over the training windows at or below which a functional is constant."""
+
+
+def class_weights(
+    window_labels: np.ndarray, n_classes: int, window_weights: np.ndarray | None = None
+) -> dict[int, float]:
+    """Each class's weight in the fit, so that every class present counts alike in all: the
+    windows counted as the fit weighs them (``window_weights``), since with windows weighed by
+    corpus a class one corpus lacks (Emo-DB has no surprise) would otherwise lose its share.
+    A class without windows weighs 0."""
+    counts = np.bincount(window_labels, window_weights, minlength=n_classes).astype(float)
+    present = counts > 0
+    spread = present.sum() * np.where(present, counts, 1.0)
+    return dict(enumerate(np.where(present, counts.sum() / spread, 0.0).tolist()))
 
 
 def fit_functionals(
