@@ -466,19 +466,14 @@ def test_corpus_balance_makes_every_corpus_count_alike_and_keeps_the_cold_copies
     assert cnn_weights is None
 
 
-def test_every_class_counts_alike_in_the_fit_however_its_windows_are_weighed():
-    """Class weights follow the windows' weights: a class found only in a lightly weighed
-    corpus still counts as much as the others, and a class without windows not at all."""
+def test_every_class_present_counts_alike_in_the_fit_and_an_absent_one_not_at_all():
     from training.train import class_weights
 
     labels = np.array([0, 0, 1, 1, 1, 1, 2, 2])
-    window_weights = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.25, 0.25])
-    for weights in (None, window_weights):
-        per_class = class_weights(labels, 4, weights)
-        counted = np.bincount(labels, weights, minlength=4)
-        totals = [counted[c] * per_class[c] for c in range(3)]
-        np.testing.assert_allclose(totals, np.full(3, counted.sum() / 3))
-        assert per_class[3] == 0.0
+    per_class = class_weights(labels, 4)
+    counted = np.bincount(labels, minlength=4)
+    np.testing.assert_allclose([counted[c] * per_class[c] for c in range(3)], [8 / 3] * 3)
+    assert per_class[3] == 0.0
 
 
 def test_only_the_models_that_take_cold_copies_are_evaluated_with_them(datasets):
