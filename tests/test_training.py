@@ -409,6 +409,22 @@ def test_a_window_that_counts_more_pulls_the_functionals_model_towards_its_label
     assert share_of_other(4.0) > 0.5 > share_of_other(0.25)
 
 
+def test_a_neural_model_trains_on_weighted_windows_with_its_classes_weighted_too(datasets):
+    """Keras refuses class and sample weights together: the window weights the corpus balance
+    gives must still reach a network whose classes are weighted."""
+    from training.dataset import standardise_with, statistics_of
+    from training.train import TrainConfig, fit
+
+    level_free, emotions = real_windows(datasets, 12)
+    windows = standardise_with(level_free, [statistics_of(level_free)] * len(emotions))
+    config = TrainConfig(epochs=1, class_weighting=True)
+    weights = np.linspace(0.5, 2.0, len(emotions))
+    model = fit("cnn", windows, emotions, 4, config, 0, weights)
+    probabilities = model.predict(windows.get("log_mel")[..., None], verbose=0)
+    assert probabilities.shape == (len(emotions), 4)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
 def test_cold_copies_train_only_the_models_named_and_are_centred_on_the_training_set(datasets):
     """A cold copy is a voice as the daemon hears it before adapting: standardised with the
     whole training set's statistics, so each voice keeps its own offset."""

@@ -256,6 +256,10 @@ def _fit_network(
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
+    if window_weights is not None and class_weight is not None:
+        # Keras refuses both at once; a class's weight is a factor on each of its windows.
+        per_class = np.array([class_weight[c] for c in range(n_classes)])
+        window_weights, class_weight = window_weights * per_class[window_labels], None
     model.fit(
         x,
         keras.utils.to_categorical(window_labels, n_classes),
