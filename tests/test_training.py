@@ -457,7 +457,8 @@ def test_corpus_balance_makes_every_corpus_count_alike_and_keeps_the_cold_copies
     datasets,
 ):
     """Nine clips of one corpus and three of another weigh the same in all; within each, a
-    cold copy still counts ``functionals_cold_weight`` times a per-voice window."""
+    cold copy still counts ``functionals_cold_weight`` times a per-voice window. A network
+    named is balanced alike, without cold copies; one not named gets no weights."""
     from training.dataset import cold_copies, statistics_of, training_windows
     from training.train import TrainConfig, fit_windows
 
@@ -480,6 +481,12 @@ def test_corpus_balance_makes_every_corpus_count_alike_and_keeps_the_cold_copies
     assert plain[corpus == "emodb"].sum() == 3 * plain[corpus == "tess"].sum()
     _, cnn_weights = fit_windows("cnn", per_voice, copies, config, speaker)
     assert cnn_weights is None
+    network = TrainConfig(cold_copies=("functionals",), corpus_balance=("cnn",))
+    cnn_windows, cnn_balanced = fit_windows("cnn", per_voice, copies, network, speaker)
+    assert cnn_windows is per_voice
+    of_corpus = np.array([s.split(":")[0] for s in speaker])[cnn_windows.utterance]
+    emodb, tess = cnn_balanced[of_corpus == "emodb"], cnn_balanced[of_corpus == "tess"]
+    assert emodb.sum() == pytest.approx(tess.sum()) and emodb.max() < tess.min()
 
 
 def test_every_class_present_counts_alike_in_the_fit_and_an_absent_one_not_at_all():
