@@ -458,7 +458,8 @@ def test_corpus_balance_makes_every_corpus_count_alike_and_keeps_the_cold_copies
 ):
     """Nine clips of one corpus and three of another weigh the same in all; within each, a
     cold copy still counts ``functionals_cold_weight`` times a per-voice window. A network
-    named is balanced alike, without cold copies; one not named gets no weights."""
+    named is balanced alike, without cold copies; one not named gets no weights, and nor does
+    one named whose windows are all of one corpus (Keras then takes the class weights)."""
     from training.dataset import cold_copies, statistics_of, training_windows
     from training.train import TrainConfig, fit_windows
 
@@ -487,6 +488,8 @@ def test_corpus_balance_makes_every_corpus_count_alike_and_keeps_the_cold_copies
     of_corpus = np.array([s.split(":")[0] for s in speaker])[cnn_windows.utterance]
     emodb, tess = cnn_balanced[of_corpus == "emodb"], cnn_balanced[of_corpus == "tess"]
     assert emodb.sum() == pytest.approx(tess.sum()) and emodb.max() < tess.min()
+    one_corpus = np.array(["emodb:03"] * 12)
+    assert fit_windows("cnn", per_voice, copies, network, one_corpus)[1] is None
 
 
 def test_every_class_present_counts_alike_in_the_fit_and_an_absent_one_not_at_all():

@@ -81,9 +81,9 @@ class TrainConfig:
     of the functionals model's 31,150 windows, against RAVDESS's 34.2 % and TESS's 58.2 % (its
     two voices). Balanced, the functionals model scored 72.8 / 69.7 % on Emo-DB's held-out
     speakers (adapted / cold) against 62.3 / 63.3 % under ``emostream evaluate --protocol
-    shipped``, and RAVDESS's 56.3 / 52.0 % against 57.6 / 52.2 %; the CNN, on the three of
-    Emo-DB's folds and one of RAVDESS's measured (hours each), gained 12.3 / 10.8 points on
-    Emo-DB's two paired folds and lost 3.8 / 3.2 on RAVDESS's (reports/ablation.md). It changes
+    shipped``, and RAVDESS's 56.3 / 52.0 % against 57.6 / 52.2 %; the CNN gained 12.3 / 10.8
+    points on the two of Emo-DB's folds measured both ways and lost 3.8 / 3.2 on the one of
+    RAVDESS's (half an hour per fold and recipe; reports/ablation.md). It changes
     nothing when training on one corpus. The CNN-LSTM is not named: its fit has not been
     measured balanced."""
     seed: int = 0
