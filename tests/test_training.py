@@ -460,17 +460,19 @@ def test_corpus_balance_makes_every_corpus_count_alike_and_keeps_the_cold_copies
     cold copy still counts ``functionals_cold_weight`` times a per-voice window. A network
     named is balanced alike, without cold copies; one not named gets no weights, and nor does
     one named whose windows are all of one corpus (Keras then takes the class weights)."""
+    from training.corpora import corpus_of_speakers
     from training.dataset import cold_copies, statistics_of, training_windows
     from training.train import TrainConfig, fit_windows
 
     level_free, _ = real_windows(datasets, 12)
     speaker = np.array(["emodb:03"] * 9 + ["tess:OAF"] * 3)
+    corpora = corpus_of_speakers(speaker)
     per_voice = training_windows([level_free], speaker)
     copies = cold_copies([level_free], statistics_of(level_free))
     config = TrainConfig(cold_copies=("functionals",), corpus_balance=("functionals",))
 
     windows, weights = fit_windows("functionals", per_voice, copies, config, speaker)
-    corpus = np.array([s.split(":")[0] for s in speaker])[windows.utterance]
+    corpus = corpora[windows.utterance]
     assert weights[corpus == "emodb"].sum() == pytest.approx(weights[corpus == "tess"].sum())
     copy = np.arange(len(weights)) >= len(per_voice.utterance)
     for name in ("emodb", "tess"):
@@ -485,7 +487,7 @@ def test_corpus_balance_makes_every_corpus_count_alike_and_keeps_the_cold_copies
     network = TrainConfig(cold_copies=("functionals",), corpus_balance=("cnn",))
     cnn_windows, cnn_balanced = fit_windows("cnn", per_voice, copies, network, speaker)
     assert cnn_windows is per_voice
-    of_corpus = np.array([s.split(":")[0] for s in speaker])[cnn_windows.utterance]
+    of_corpus = corpora[cnn_windows.utterance]
     emodb, tess = cnn_balanced[of_corpus == "emodb"], cnn_balanced[of_corpus == "tess"]
     assert emodb.sum() == pytest.approx(tess.sum()) and emodb.max() < tess.min()
     one_corpus = np.array(["emodb:03"] * 12)
